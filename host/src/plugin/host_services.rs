@@ -1,0 +1,58 @@
+//! The host callbacks handed to each plugin instance: logging under the plugin's
+//! name, `emit` with backpressure, and panic reports.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
+use tfo_plugin_api::{Batch, EmitStatus, HostHandle, HostServices, LogLevel};
+
+/// Where emitted batches go; `None` answers `Closed`.
+pub type EmitTarget = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
+
+/// Host side of [`HostServices`] for one instance.
+#[derive(Clone)]
+pub struct InstanceServices {
+    plugin: Arc<str>,
+    instance: Arc<str>,
+    emit: Option<EmitTarget>,
+    panics: Arc<AtomicU64>,
+}
+
+impl InstanceServices {
+    /// Builds the FFI handle for an instance.
+    pub fn handle(plugin: &str, instance: &str, emit: Option<EmitTarget>, panics: Arc<AtomicU64>) -> HostHandle {
+        HostHandle::from_ptr(
+            abi_stable::std_types::RArc::new(InstanceServices { plugin: plugin.into(), instance: instance.into(), emit, panics }),
+            TD_Opaque,
+        )
+    }
+}
+
+impl HostServices for InstanceServices {
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+        let (p, i, t, m) = (&*self.plugin, &*self.instance, target.as_str(), message.as_str());
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin = p, instance = i, target = t, "{m}"),
+            LogLevel::Debug => tracing::debug!(plugin = p, instance = i, target = t, "{m}"),
+            LogLevel::Info => tracing::info!(plugin = p, instance = i, target = t, "{m}"),
+            LogLevel::Warn => tracing::warn!(plugin = p, instance = i, target = t, "{m}"),
+            LogLevel::Error => tracing::error!(plugin = p, instance = i, target = t, "{m}"),
+        }
+    }
+
+    fn emit(&self, batch: Batch) -> EmitStatus {
+        match &self.emit {
+            // Clone into host memory; the plugin's copy is dropped on return.
+            Some(target) => target(batch.clone()),
+            None => EmitStatus::Closed,
+        }
+    }
+
+    fn report_panic(&self, message: RStr<'_>) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(plugin = &*self.plugin, instance = &*self.instance, "{}", message.as_str());
+    }
+}

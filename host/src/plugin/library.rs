@@ -1,0 +1,332 @@
+//! Loading a plugin library: shadow copy, ABI identity, abi_stable version and layout
+//! checks, and retiring it again (dlclose, then proof from `/proc/self/maps` that it
+//! is gone).
+//!
+//! Loading follows DESIGN.md §3/§5: the file is copied to a private directory under a
+//! name derived from its sha256 and a load counter (glibc would hand back an old
+//! handle for a path it already knows), then opened with `RawLibrary::load_at`,
+//! checked, and initialised through `init_root_module_with_unchecked_layout` after our
+//! own layout check. The layout check runs with fresh checking globals each time:
+//! abi_stable's process-wide cache keeps references into the checked library, which
+//! would dangle once that library is unloaded.
+
+use std::{
+    ffi::CStr,
+    fs,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use abi_stable::{
+    abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals},
+    library::{abi_header_from_raw_library, IsLayoutChecked, RawLibrary, RootModule},
+    StableAbi,
+};
+use serde::Serialize;
+use tfo_plugin_api::{DataTypes, PluginKind, PluginModRef, ABI_INFO, ABI_INFO_SYMBOL};
+
+use super::files::{self, TrustedFile};
+
+/// A plugin's descriptor, copied into host memory.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Descriptor {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// `source`, `sink` or `source+sink`.
+    pub kind: &'static str,
+    /// Data types it handles.
+    pub data_types: Vec<&'static str>,
+    /// One line about it.
+    pub description: String,
+    /// plugin-api version it was built against.
+    pub plugin_api_version: String,
+    #[serde(skip)]
+    /// Kind as the enum, for routing.
+    pub kind_enum: PluginKind,
+    #[serde(skip)]
+    /// Data types as flags, for routing.
+    pub data_types_flags: DataTypes,
+}
+
+/// A loaded, checked plugin library. Dropping it closes the library: every object
+/// that came from it must be gone first (the manager guarantees that by joining the
+/// instance threads before it calls [`LoadedLibrary::unload`]).
+pub struct LoadedLibrary {
+    /// The descriptor (host copy).
+    pub descriptor: Descriptor,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// The file it was loaded from (in the plugin directory).
+    pub source_path: PathBuf,
+    /// The private copy that is mapped.
+    pub shadow_path: PathBuf,
+    /// The ABI identity string the plugin exported.
+    pub abi_info: String,
+    module: PluginModRef,
+    raw: Option<RawLibrary>,
+}
+
+impl std::fmt::Debug for LoadedLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedLibrary")
+            .field("name", &self.descriptor.name)
+            .field("sha256", &self.sha256)
+            .field("shadow", &self.shadow_path)
+            .finish()
+    }
+}
+
+impl LoadedLibrary {
+    /// The root module (valid while `self` lives).
+    pub fn module(&self) -> PluginModRef {
+        self.module
+    }
+
+    /// Closes the library and reports whether it really left the address space.
+    /// The caller must have dropped every object the library created.
+    pub fn unload(mut self) -> UnloadOutcome {
+        let shadow = self.shadow_path.clone();
+        drop(self.raw.take());
+        let still_mapped = is_mapped(&shadow);
+        if !still_mapped {
+            let _ = fs::remove_file(&shadow);
+        }
+        UnloadOutcome { shadow_path: shadow, still_mapped }
+    }
+}
+
+impl Drop for LoadedLibrary {
+    fn drop(&mut self) {
+        if self.raw.is_some() {
+            drop(self.raw.take());
+            if !is_mapped(&self.shadow_path) {
+                let _ = fs::remove_file(&self.shadow_path);
+            }
+        }
+    }
+}
+
+/// What happened when a library was closed.
+#[derive(Debug, Clone)]
+pub struct UnloadOutcome {
+    /// The shadow copy that was mapped.
+    pub shadow_path: PathBuf,
+    /// True when the file is still in `/proc/self/maps` after dlclose (something
+    /// still pins it, e.g. a thread-local destructor of a thread that never ended).
+    pub still_mapped: bool,
+}
+
+/// True when `path` appears in this process's memory maps.
+pub fn is_mapped(path: &Path) -> bool {
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else { return false };
+    let needle = path.to_string_lossy();
+    maps.lines().any(|l| l.split_whitespace().nth(5).is_some_and(|p| p == needle))
+}
+
+/// Why a file could not be loaded, in one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+static LOAD_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The host's own ABI identity (without the trailing NUL).
+pub fn host_abi_info() -> &'static str {
+    ABI_INFO.trim_end_matches('\0')
+}
+
+/// Copies a trusted file into `shadow_dir` and loads it with every check.
+pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, LoadError> {
+    files::check_shared_object(&file.bytes).map_err(LoadError)?;
+    let n = LOAD_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let shadow_path = shadow_dir.join(format!("{stem}-{}-{n}.so", &file.sha256[..16]));
+    write_private(&shadow_path, &file.bytes).map_err(|e| LoadError(format!("cannot write shadow copy {}: {e}", shadow_path.display())))?;
+    match load_shadow(&shadow_path) {
+        Ok((raw, module, abi_info)) => {
+            let descriptor = read_descriptor(module);
+            Ok(LoadedLibrary {
+                descriptor,
+                sha256: file.sha256.clone(),
+                source_path: file.path.clone(),
+                shadow_path,
+                abi_info,
+                module,
+                raw: Some(raw),
+            })
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&shadow_path);
+            Err(e)
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o500).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadError> {
+    let raw = RawLibrary::load_at(path).map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
+    // 1. Our identity symbol, read without touching any abi_stable type.
+    let abi_info = unsafe {
+        let sym = raw
+            .get::<extern "C" fn() -> *const std::os::raw::c_char>(ABI_INFO_SYMBOL)
+            .map_err(|_| LoadError("not a tfo-agent plugin: it exports no tfo_plugin_abi_info symbol".into()))?;
+        let ptr = sym();
+        if ptr.is_null() {
+            return Err(LoadError("not a tfo-agent plugin: tfo_plugin_abi_info returned null".into()));
+        }
+        CStr::from_ptr(ptr).to_string_lossy().into_owned()
+    };
+    let incompatible = |detail: &str| {
+        LoadError(format!(
+            "incompatible ABI: built against {abi_info}, host speaks {}: {detail}",
+            host_abi_info()
+        ))
+    };
+    // 2. abi_stable's own header (its version, C ABI self-tests).
+    let header = unsafe { abi_header_from_raw_library(&raw) }
+        .map_err(|e| incompatible(&first_line(&e.to_string())))?
+        .upgrade()
+        .map_err(|e| incompatible(&first_line(&e.to_string())))?;
+    // 3. Layout of the whole root module type tree, with throw-away globals.
+    if let IsLayoutChecked::Yes(layout) = header.root_mod_consts().layout() {
+        let globals = CheckingGlobals::new();
+        check_layout_compatibility_with_globals(<PluginModRef as StableAbi>::LAYOUT, layout, &globals)
+            .map_err(|e| {
+                if std::env::var_os("TFO_DEBUG_LAYOUT").is_some() {
+                    eprintln!("{e}");
+                }
+                incompatible(&summarize_layout_error(&e.to_string()))
+            })?;
+    } else {
+        return Err(incompatible("the library carries no layout information"));
+    }
+    // 4. plugin-api version rule, then the module itself.
+    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+        .map_err(|e| incompatible(&first_line(&e.to_string())))?;
+    let _ = <PluginModRef as RootModule>::NAME;
+    Ok((raw, module, abi_info))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+}
+
+/// abi_stable prints the whole mismatching type tree; keep the offending type and
+/// each error with its expected and found values, e.g.
+/// `type Metric: incompatible type size (expected 136, found 144)`.
+fn summarize_layout_error(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).collect();
+    let first_err = lines.iter().position(|l| l.starts_with("Error:")).unwrap_or(lines.len());
+    let ty = lines[..first_err]
+        .iter()
+        .rposition(|l| l.starts_with("Layout of expected type"))
+        .and_then(|i| lines[i..first_err].iter().find_map(|l| l.strip_prefix("type:")))
+        .unwrap_or("?");
+    let mut errs = Vec::new();
+    let mut i = first_err;
+    while i < lines.len() {
+        if let Some(e) = lines[i].strip_prefix("Error:") {
+            let expected = lines.get(i + 2).copied().unwrap_or("");
+            let found = lines.get(i + 4).copied().unwrap_or("");
+            if lines.get(i + 1) == Some(&"Expected:") && lines.get(i + 3) == Some(&"Found:") {
+                errs.push(format!("{e} (expected {expected}, found {found})"));
+            } else {
+                errs.push(e.to_string());
+            }
+        }
+        i += 1;
+    }
+    if errs.is_empty() {
+        errs.push("type layouts differ".into());
+    }
+    let out = format!("layout of type {ty} differs: {}", errs.join("; "));
+    out.chars().take(400).collect()
+}
+
+fn read_descriptor(module: PluginModRef) -> Descriptor {
+    let d = (module.descriptor())();
+    // Copy everything into host-owned Strings; `d` is dropped (freed by the plugin)
+    // right here, while the plugin is loaded.
+    Descriptor {
+        name: d.name.to_string(),
+        version: d.version.to_string(),
+        kind: d.kind.as_str(),
+        data_types: d.data_types.names(),
+        description: d.description.to_string(),
+        plugin_api_version: d.plugin_api_version.to_string(),
+        kind_enum: d.kind,
+        data_types_flags: d.data_types,
+    }
+}
+
+/// The result of `plugins inspect` for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub file: PathBuf,
+    /// Its sha256 (when readable).
+    pub sha256: Option<String>,
+    /// Whether the host can load it.
+    pub compatible: bool,
+    /// Why not, in one line.
+    pub reason: Option<String>,
+    /// The descriptor, when it loaded.
+    pub descriptor: Option<Descriptor>,
+    /// What the plugin says it was built against.
+    pub abi_info: Option<String>,
+    /// What this host speaks.
+    pub host_abi: &'static str,
+}
+
+/// Loads `path` into a scratch shadow directory, reads its descriptor, and unloads
+/// it; enables nothing.
+pub fn inspect(path: &Path, shadow_dir: &Path, trust_checks: bool) -> Inspection {
+    let mut out = Inspection {
+        file: path.to_path_buf(),
+        sha256: None,
+        compatible: false,
+        reason: None,
+        descriptor: None,
+        abi_info: None,
+        host_abi: host_abi_info(),
+    };
+    let trusted = if trust_checks {
+        files::trust(path, None)
+    } else {
+        fs::read(path)
+            .map(|bytes| TrustedFile { path: path.to_path_buf(), sha256: files::sha256_hex(&bytes), bytes })
+            .map_err(|e| format!("cannot read: {e}"))
+    };
+    let file = match trusted {
+        Ok(f) => f,
+        Err(e) => {
+            out.reason = Some(e);
+            return out;
+        }
+    };
+    out.sha256 = Some(file.sha256.clone());
+    match load(&file, shadow_dir) {
+        Ok(lib) => {
+            out.compatible = true;
+            out.descriptor = Some(lib.descriptor.clone());
+            out.abi_info = Some(lib.abi_info.clone());
+            lib.unload();
+        }
+        Err(e) => out.reason = Some(e.0),
+    }
+    out
+}

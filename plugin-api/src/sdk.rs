@@ -1,0 +1,416 @@
+//! What a plugin author uses: the [`Plugin`] trait, the [`export_plugin!`] macro,
+//! panic guards on every entry point, an instance-owned tokio runtime and a `tracing`
+//! bridge that sends the plugin's log events to the host.
+//!
+//! Why each piece exists:
+//! - a panic that unwinds out of an `extern "C"` function aborts the whole agent, so
+//!   every call is wrapped in `catch_unwind` and a panic becomes [`ErrorKind::Panic`];
+//! - a cdylib has its own copy of tokio's statics and cannot use the host's runtime,
+//!   so [`Context::runtime`] builds one per instance, shut down and joined in
+//!   `shutdown` so the library can be unloaded afterwards;
+//! - a cdylib's own global `tracing` subscriber would be silent, so events are
+//!   forwarded to [`HostServices::log`] while the plugin's code runs.
+
+use std::{
+    any::Any,
+    cell::RefCell,
+    fmt::Write as _,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{Mutex, Once},
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{RResult, RStr, RString};
+use tracing::{field::Field, Dispatch, Level};
+use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer, Registry};
+
+use crate::{
+    contract::*,
+    data::Batch,
+};
+
+/// What an instance can reach: its name, the host, and its own tokio runtime.
+pub struct Context {
+    plugin: &'static str,
+    instance: String,
+    host: HostHandle,
+    dispatch: Dispatch,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime_handle: std::sync::OnceLock<tokio::runtime::Handle>,
+}
+
+impl Context {
+    fn new(plugin: &'static str, instance: String, host: HostHandle) -> Self {
+        let dispatch = Dispatch::new(Registry::default().with(HostLogLayer { host: host.clone() }));
+        Context { plugin, instance, host, dispatch, runtime: Mutex::new(None), runtime_handle: Default::default() }
+    }
+
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &'static str {
+        self.plugin
+    }
+
+    /// This instance's name (the key under `integrations:` in the agent config).
+    pub fn instance_name(&self) -> &str {
+        &self.instance
+    }
+
+    /// The host callbacks (for `emit` from push sources).
+    pub fn host(&self) -> &HostHandle {
+        &self.host
+    }
+
+    /// Pushes a batch to the host pipeline (push sources). `Full` asks you to slow down.
+    pub fn emit(&self, batch: Batch) -> EmitStatus {
+        self.host.emit(batch)
+    }
+
+    /// The instance's own tokio runtime (two worker threads named after the
+    /// instance), built on first use and shut down in `shutdown`.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime_handle
+            .get_or_init(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .max_blocking_threads(8)
+                    .thread_name(format!("tfo-{}-rt", self.instance))
+                    .enable_all()
+                    .build()
+                    .expect("building the instance runtime");
+                let handle = rt.handle().clone();
+                *self.runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt);
+                handle
+            })
+            .clone()
+    }
+
+    /// Runs a future to completion on the instance runtime, with the host log bridge.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        use tracing::instrument::WithSubscriber;
+        self.runtime().block_on(fut.with_subscriber(self.dispatch.clone()))
+    }
+
+    /// Spawns a background task on the instance runtime, with the host log bridge.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        use tracing::instrument::WithSubscriber;
+        self.runtime().spawn(fut.with_subscriber(self.dispatch.clone()))
+    }
+
+    fn shutdown_runtime(&self, within: Duration) {
+        let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(within);
+        }
+    }
+}
+
+/// The trait a plugin implements. Every method has a default so a sink implements
+/// `export`, a polling source `collect`, a push source `start`.
+pub trait Plugin: Send + 'static {
+    /// Starts background work (push sources spawn on `ctx.spawn` and call `ctx.emit`).
+    fn start(&mut self, _ctx: &Context) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// Polling sources: one collection.
+    fn collect(&mut self, _ctx: &Context) -> Result<Batch, PluginError> {
+        Err(PluginError::of(ErrorKind::Unsupported, "this plugin does not collect"))
+    }
+    /// Sinks: deliver the batch; return only once the backend accepted it.
+    fn export(&mut self, _ctx: &Context, _batch: &Batch) -> Result<ExportOk, PluginError> {
+        Err(PluginError::of(ErrorKind::Unsupported, "this plugin does not export"))
+    }
+    /// Current health.
+    fn health(&self, _ctx: &Context) -> HealthReport {
+        HealthReport::healthy()
+    }
+    /// Deliver anything buffered.
+    fn flush(&mut self, _ctx: &Context) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// Stop background work. The SDK shuts the instance runtime down afterwards.
+    fn shutdown(&mut self, _ctx: &Context, _deadline: Duration) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// Adapts a [`Plugin`] to the FFI trait object, catching panics in every call and
+/// running it under the host log bridge.
+struct Guarded<P: Plugin> {
+    plugin: P,
+    ctx: Context,
+}
+
+thread_local! {
+    /// The last panic message seen by the panic hook on this thread.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // This is the plugin's own copy of std: the hook only sees panics raised in
+        // this library. It records the message instead of writing to stderr; the
+        // guard forwards it to the host.
+        std::panic::set_hook(Box::new(|info| {
+            let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let msg = payload_text(info.payload());
+            let _ = LAST_PANIC.try_with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+        }));
+    });
+}
+
+fn payload_text(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs `f` with the host log bridge, converting a panic into a [`PluginError`].
+fn guard<T>(ctx: &Context, what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
+    let res = tracing::dispatcher::with_default(&ctx.dispatch, || catch_unwind(AssertUnwindSafe(f)));
+    match res {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = LAST_PANIC
+                .try_with(|p| p.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| payload_text(&*payload));
+            let text = format!("plugin {} instance {} panicked in {what}: {msg}", ctx.plugin, ctx.instance);
+            ctx.host.report_panic(RStr::from_str(&text));
+            Err(PluginError::of(ErrorKind::Panic, text))
+        }
+    }
+}
+
+impl<P: Plugin> PluginInstance for Guarded<P> {
+    fn start(&mut self) -> RResult<(), PluginError> {
+        let Guarded { plugin, ctx } = self;
+        guard(ctx, "start", || plugin.start(ctx)).into()
+    }
+    fn collect(&mut self) -> RResult<Batch, PluginError> {
+        let Guarded { plugin, ctx } = self;
+        guard(ctx, "collect", || plugin.collect(ctx)).into()
+    }
+    fn export(&mut self, batch: &Batch) -> RResult<ExportOk, PluginError> {
+        let Guarded { plugin, ctx } = self;
+        guard(ctx, "export", || plugin.export(ctx, batch)).into()
+    }
+    fn health(&self) -> HealthReport {
+        let Guarded { plugin, ctx } = self;
+        match guard(ctx, "health", || Ok(plugin.health(ctx))) {
+            Ok(h) => h,
+            Err(e) => HealthReport::unhealthy(e.message),
+        }
+    }
+    fn flush(&mut self) -> RResult<(), PluginError> {
+        let Guarded { plugin, ctx } = self;
+        guard(ctx, "flush", || plugin.flush(ctx)).into()
+    }
+    fn shutdown(&mut self, deadline_ms: u64) -> RResult<(), PluginError> {
+        let started = Instant::now();
+        let deadline = Duration::from_millis(deadline_ms);
+        let Guarded { plugin, ctx } = self;
+        let res = guard(ctx, "shutdown", || plugin.shutdown(ctx, deadline));
+        // Join the runtime's threads so nothing of this library runs after we return.
+        let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(10));
+        ctx.shutdown_runtime(left);
+        res.into()
+    }
+}
+
+impl<P: Plugin> Drop for Guarded<P> {
+    fn drop(&mut self) {
+        // A host that skipped shutdown (it should not) still gets the threads joined.
+        self.ctx.shutdown_runtime(Duration::from_secs(1));
+    }
+}
+
+/// Called by [`export_plugin!`]'s `create`: parses the JSON config into `C` (errors
+/// carry the field path), runs the author's constructor, and wraps the result.
+#[doc(hidden)]
+pub fn create_instance<C, P>(
+    plugin: &'static str,
+    host: HostHandle,
+    instance: RStr<'_>,
+    config_json: RStr<'_>,
+    ctor: fn(&Context, C) -> Result<P, CreateError>,
+) -> RResult<PluginInstanceBox, CreateError>
+where
+    C: serde::de::DeserializeOwned,
+    P: Plugin,
+{
+    install_panic_hook();
+    let ctx = Context::new(plugin, instance.as_str().to_string(), host);
+    let built = guard(&ctx, "create", || {
+        let de = &mut serde_json::Deserializer::from_str(config_json.as_str());
+        let config: C = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            PluginError::permanent(format!("{path}\u{1}{}", e.into_inner()))
+        })?;
+        ctor(&ctx, config).map_err(|ce| {
+            let mut s = format!("\u{2}{}", ce.message);
+            for e in ce.config_errors.iter() {
+                let _ = write!(s, "\u{1}{}\u{1}{}", e.path, e.message);
+            }
+            PluginError::permanent(s)
+        })
+    });
+    match built {
+        Ok(plugin) => RResult::ROk(PluginInstanceBox::from_value(Guarded { plugin, ctx }, abi_stable::sabi_trait::TD_Opaque)),
+        Err(e) => RResult::RErr(decode_create_error(e)),
+    }
+}
+
+/// Undoes the small encoding `create_instance` uses to carry structured errors
+/// through the panic guard (which only speaks `PluginError`).
+fn decode_create_error(e: PluginError) -> CreateError {
+    let m = e.message.as_str();
+    if let Some(rest) = m.strip_prefix('\u{2}') {
+        let mut parts = rest.split('\u{1}');
+        let message = parts.next().unwrap_or_default().to_string();
+        let mut errs = Vec::new();
+        while let (Some(p), Some(msg)) = (parts.next(), parts.next()) {
+            errs.push(ConfigError::new(p, msg));
+        }
+        CreateError { message: message.into(), config_errors: errs.into() }
+    } else if let Some((path, msg)) = m.split_once('\u{1}') {
+        CreateError::config(path, msg)
+    } else {
+        CreateError::init(e.message)
+    }
+}
+
+/// Forwards `tracing` events to the host's log.
+struct HostLogLayer {
+    host: HostHandle,
+}
+
+struct MessageVisitor<'a>(&'a mut String);
+
+impl tracing::field::Visit for MessageVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for HostLogLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
+        let mut msg = String::new();
+        event.record(&mut MessageVisitor(&mut msg));
+        let level = match *event.metadata().level() {
+            Level::TRACE => LogLevel::Trace,
+            Level::DEBUG => LogLevel::Debug,
+            Level::INFO => LogLevel::Info,
+            Level::WARN => LogLevel::Warn,
+            Level::ERROR => LogLevel::Error,
+        };
+        self.host.log(level, RStr::from_str(event.metadata().target()), RStr::from_str(&msg));
+    }
+}
+
+/// Builds a descriptor; used by [`export_plugin!`].
+#[doc(hidden)]
+pub fn descriptor(name: &str, version: &str, kind: PluginKind, data_types: DataTypes, description: &str) -> PluginDescriptor {
+    PluginDescriptor {
+        name: RString::from(name),
+        version: RString::from(version),
+        kind,
+        data_types,
+        description: RString::from(description),
+        plugin_api_version: RString::from(crate::PLUGIN_API_VERSION),
+    }
+}
+
+/// Exports a plugin: generates the root module (descriptor + create), the
+/// `tfo_plugin_abi_info` symbol, and the glue that parses the config (JSON, with field
+/// paths in errors) and wraps the instance in panic guards.
+///
+/// `create` is a `fn(&Context, Config) -> Result<P, CreateError>` where `Config:
+/// serde::de::DeserializeOwned` (use `#[serde(deny_unknown_fields)]` so typos are
+/// errors) and `P: Plugin`. See the crate docs for a complete example.
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        kind: $kind:expr,
+        data_types: $types:expr,
+        description: $desc:expr,
+        create: $create:path $(,)?
+    ) => {
+        const _: () = {
+            use $crate::__private::abi_stable as __abi;
+            use $crate::prelude::*;
+
+            extern "C" fn __tfo_descriptor() -> $crate::PluginDescriptor {
+                $crate::sdk::descriptor($name, $version, $kind, $types, $desc)
+            }
+
+            extern "C" fn __tfo_create(
+                host: $crate::HostHandle,
+                instance: __abi::std_types::RStr<'_>,
+                config_json: __abi::std_types::RStr<'_>,
+            ) -> __abi::std_types::RResult<$crate::PluginInstanceBox, $crate::CreateError> {
+                $crate::sdk::create_instance(
+                    $name, host, instance, config_json, $create,
+                )
+            }
+
+            fn __tfo_root_module() -> $crate::PluginModRef {
+                use __abi::prefix_type::PrefixTypeTrait;
+                $crate::PluginMod { descriptor: __tfo_descriptor, create: __tfo_create }.leak_into_prefix()
+            }
+
+            // What `#[abi_stable::export_root_module]` expands to, spelled out so
+            // plugin crates need no direct abi_stable dependency. The symbol name is
+            // checked against abi_stable's own constant by plugin-api's tests.
+            #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
+            pub static __TFO_LIB_HEADER: __abi::library::LibHeader = {
+                extern "C" fn __erased() -> __abi::library::RootModuleResult {
+                    __abi::library::__call_root_module_loader(__tfo_root_module)
+                }
+                unsafe {
+                    __abi::library::LibHeader::from_constructor::<$crate::PluginModRef>(
+                        __erased,
+                        __abi::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+
+            /// ABI identity, read by the host before any abi_stable type is used.
+            #[no_mangle]
+            pub extern "C" fn tfo_plugin_abi_info() -> *const ::std::os::raw::c_char {
+                $crate::ABI_INFO.as_ptr() as *const ::std::os::raw::c_char
+            }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_module_symbol_name_matches_abi_stable() {
+        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
+    }
+}
