@@ -57,7 +57,10 @@ pub enum PluginsCommand {
 }
 
 fn scratch_shadow() -> Result<tempfile::TempDir, String> {
-    tempfile::Builder::new().prefix("tfo-agent-inspect-").tempdir().map_err(|e| format!("cannot create a scratch directory: {e}"))
+    tempfile::Builder::new()
+        .prefix("tfo-agent-inspect-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))
 }
 
 /// `plugins inspect FILE`: exit 0 when compatible, 1 with a one-line reason when not.
@@ -71,7 +74,10 @@ pub fn inspect(file: &Path, json: bool) -> i32 {
     };
     let r = library::inspect(file, shadow.path(), true);
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("serializable")
+        );
     } else if let Some(d) = &r.descriptor {
         println!("file:               {}", r.file.display());
         println!("name:               {}", d.name);
@@ -86,7 +92,11 @@ pub fn inspect(file: &Path, json: bool) -> i32 {
     if r.compatible {
         0
     } else {
-        eprintln!("{}: not loadable: {}", file.display(), r.reason.as_deref().unwrap_or("unknown reason"));
+        eprintln!(
+            "{}: not loadable: {}",
+            file.display(),
+            r.reason.as_deref().unwrap_or("unknown reason")
+        );
         1
     }
 }
@@ -108,32 +118,69 @@ pub fn list(dir: &Path, json: bool) -> i32 {
             return 2;
         }
     };
-    let mut rows: Vec<library::Inspection> = cands.iter().map(|(_, p)| library::inspect(p, shadow.path(), true)).collect();
+    let mut rows: Vec<library::Inspection> = cands
+        .iter()
+        .map(|(_, p)| library::inspect(p, shadow.path(), true))
+        .collect();
     // Two files claiming one name: both are flagged.
     let mut by_name: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, r) in rows.iter().enumerate() {
         if let Some(d) = &r.descriptor {
-            by_name.entry(files::normalize_name(&d.name)).or_default().push(i);
+            by_name
+                .entry(files::normalize_name(&d.name))
+                .or_default()
+                .push(i);
         }
     }
     for (name, idx) in by_name.into_iter().filter(|(_, v)| v.len() > 1) {
-        let paths: Vec<String> = idx.iter().map(|&i| rows[i].file.display().to_string()).collect();
+        let paths: Vec<String> = idx
+            .iter()
+            .map(|&i| rows[i].file.display().to_string())
+            .collect();
         for &i in &idx {
             rows[i].compatible = false;
-            rows[i].reason = Some(format!("duplicate plugin name {name:?}: claimed by {}", paths.join(" and ")));
+            rows[i].reason = Some(format!(
+                "duplicate plugin name {name:?}: claimed by {}",
+                paths.join(" and ")
+            ));
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serializable")
+        );
     } else {
-        println!("{:<24} {:<12} {:<12} {:<10} {:<18} {:<17} COMPATIBLE", "NAME", "VERSION", "KIND", "API", "DATA", "SHA256");
+        println!(
+            "{:<24} {:<12} {:<12} {:<10} {:<18} {:<17} COMPATIBLE",
+            "NAME", "VERSION", "KIND", "API", "DATA", "SHA256"
+        );
         for r in &rows {
             let (name, version, kind, api, data) = match &r.descriptor {
-                Some(d) => (d.name.clone(), d.version.clone(), d.kind.to_string(), d.plugin_api_version.clone(), d.data_types.join(",")),
-                None => (r.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), "-".into(), "-".into(), "-".into(), "-".into()),
+                Some(d) => (
+                    d.name.clone(),
+                    d.version.clone(),
+                    d.kind.to_string(),
+                    d.plugin_api_version.clone(),
+                    d.data_types.join(","),
+                ),
+                None => (
+                    r.file
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ),
             };
             let sha = r.sha256.as_deref().map(|s| &s[..16]).unwrap_or("-");
-            let compat = if r.compatible { "yes".to_string() } else { format!("no: {}", r.reason.as_deref().unwrap_or("")) };
+            let compat = if r.compatible {
+                "yes".to_string()
+            } else {
+                format!("no: {}", r.reason.as_deref().unwrap_or(""))
+            };
             println!("{name:<24} {version:<12} {kind:<12} {api:<10} {data:<18} {sha:<17} {compat}");
         }
     }

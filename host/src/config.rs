@@ -3,7 +3,11 @@
 //! `enabled`, optional `plugin` and `interval`, and the plugin's own keys, which the
 //! plugin validates itself in `create`.
 
-use std::{collections::BTreeMap, path::{Path, PathBuf}, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -62,8 +66,13 @@ pub struct PluginsSection {
 /// Parses `250ms`, `10s`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 5m)"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 5m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -78,7 +87,8 @@ impl Config {
     /// Reads and parses a config file; errors name the file and the YAML location.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut c: Config = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c: Config =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if c.plugins.dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             c.plugins.dir = base.join(&c.plugins.dir);
@@ -99,7 +109,8 @@ impl Config {
             o.debounce = parse_duration(d).map_err(|e| format!("plugins.debounce: {e}"))?;
         }
         if let Some(d) = &self.plugins.rescan_interval {
-            o.rescan_interval = parse_duration(d).map_err(|e| format!("plugins.rescan_interval: {e}"))?;
+            o.rescan_interval =
+                parse_duration(d).map_err(|e| format!("plugins.rescan_interval: {e}"))?;
         }
         Ok(o)
     }
@@ -117,26 +128,46 @@ impl Config {
             let mut plugin = name.clone();
             let mut interval = Duration::from_secs(10);
             for (k, v) in map {
-                let key = k.as_str().ok_or_else(|| format!("{path}: keys must be strings"))?;
+                let key = k
+                    .as_str()
+                    .ok_or_else(|| format!("{path}: keys must be strings"))?;
                 match key {
-                    "enabled" => enabled = v.as_bool().ok_or_else(|| format!("{path}.enabled: must be true or false"))?,
-                    "plugin" => plugin = v.as_str().ok_or_else(|| format!("{path}.plugin: must be a string"))?.to_string(),
+                    "enabled" => {
+                        enabled = v
+                            .as_bool()
+                            .ok_or_else(|| format!("{path}.enabled: must be true or false"))?
+                    }
+                    "plugin" => {
+                        plugin = v
+                            .as_str()
+                            .ok_or_else(|| format!("{path}.plugin: must be a string"))?
+                            .to_string()
+                    }
                     "interval" => {
                         let s = match v {
                             serde_yaml::Value::String(s) => s.clone(),
                             serde_yaml::Value::Number(n) => n.to_string(),
-                            _ => return Err(format!("{path}.interval: must be a duration like 10s")),
+                            _ => {
+                                return Err(format!("{path}.interval: must be a duration like 10s"))
+                            }
                         };
-                        interval = parse_duration(&s).map_err(|e| format!("{path}.interval: {e}"))?;
+                        interval =
+                            parse_duration(&s).map_err(|e| format!("{path}.interval: {e}"))?;
                     }
                     _ => {
-                        let j = serde_json::to_value(v).map_err(|e| format!("{path}.{key}: {e}"))?;
+                        let j =
+                            serde_json::to_value(v).map_err(|e| format!("{path}.{key}: {e}"))?;
                         config.insert(key.to_string(), j);
                     }
                 }
             }
             if enabled {
-                out.push(InstanceSpec { name: name.clone(), plugin, config: serde_json::Value::Object(config), interval });
+                out.push(InstanceSpec {
+                    name: name.clone(),
+                    plugin,
+                    config: serde_json::Value::Object(config),
+                    interval,
+                });
             }
         }
         Ok(out)
@@ -171,7 +202,9 @@ mod tests {
 
     #[test]
     fn unknown_top_level_key_is_an_error() {
-        let e = serde_yaml::from_str::<Config>("plugins: {dir: /x}\nplugin: {}\n").unwrap_err().to_string();
+        let e = serde_yaml::from_str::<Config>("plugins: {dir: /x}\nplugin: {}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `plugin`"), "{e}");
     }
 }

@@ -114,7 +114,12 @@ impl InstanceStatus {
         Arc::new(InstanceStatus {
             instance: instance.into(),
             plugin: plugin.into(),
-            inner: Mutex::new(Mutable { state: State::Initializing, reason: None, last_error: None, gen: GenerationInfo::default() }),
+            inner: Mutex::new(Mutable {
+                state: State::Initializing,
+                reason: None,
+                last_error: None,
+                gen: GenerationInfo::default(),
+            }),
             items_exported: AtomicU64::new(0),
             bytes_exported: AtomicU64::new(0),
             errors: AtomicU64::new(0),

@@ -19,17 +19,28 @@ async fn compatible_plugin_loads_and_bad_files_are_refused_while_serving() {
     let good = fs::read(fixture("counting_sink")).unwrap();
     fs::write(d.join("libtfo_truncated.so"), &good[..good.len() / 3]).unwrap();
     fs::write(d.join("libtfo_empty.so"), b"").unwrap();
-    let libz = fs::canonicalize("/lib/x86_64-linux-gnu/libz.so.1").or_else(|_| fs::canonicalize("/usr/lib/x86_64-linux-gnu/libz.so.1")).expect("the system libz (zlib1g) is needed for the foreign-library case");
+    let libz = fs::canonicalize("/lib/x86_64-linux-gnu/libz.so.1")
+        .or_else(|_| fs::canonicalize("/usr/lib/x86_64-linux-gnu/libz.so.1"))
+        .expect("the system libz (zlib1g) is needed for the foreign-library case");
     fs::copy(&libz, d.join("libtfo_zlib.so")).unwrap();
     std::os::unix::fs::symlink(fixture("panicking_sink"), d.join("libtfo_linked.so")).unwrap();
     install(d, &fixture("slow_shutdown_sink"), "world_writable");
-    fs::set_permissions(d.join("libtfo_world_writable.so"), fs::Permissions::from_mode(0o666)).unwrap();
+    fs::set_permissions(
+        d.join("libtfo_world_writable.so"),
+        fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
     for f in ["libtfo_truncated.so", "libtfo_empty.so", "libtfo_zlib.so"] {
         fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).unwrap();
     }
 
     let out = dir.path().join("counted.txt");
-    let mgr = PluginManager::start(options(d, shadow.path()), vec![spec("counter", "counting-sink", json!({"output": out}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        options(d, shadow.path()),
+        vec![spec("counter", "counting-sink", json!({"output": out}))],
+    )
+    .await
+    .unwrap();
 
     let st = mgr.status("counter").unwrap();
     assert_eq!(st.state, State::Healthy, "{st:?}");
@@ -44,7 +55,12 @@ async fn compatible_plugin_loads_and_bad_files_are_refused_while_serving() {
     let reasons: BTreeMap<String, String> = mgr
         .refusals()
         .into_iter()
-        .map(|r| (r.file.file_name().unwrap().to_string_lossy().into_owned(), r.reason))
+        .map(|r| {
+            (
+                r.file.file_name().unwrap().to_string_lossy().into_owned(),
+                r.reason,
+            )
+        })
         .collect();
     let expect = [
         ("libtfo_incompatible_abi.so", "incompatible ABI: built against tfo-plugin-api 0.1.0 layout=abi-break-fixture, host speaks tfo-plugin-api 0.1.0 layout=standard"),
@@ -55,13 +71,21 @@ async fn compatible_plugin_loads_and_bad_files_are_refused_while_serving() {
         ("libtfo_world_writable.so", "writable by group or others"),
     ];
     for (file, needle) in expect {
-        let r = reasons.get(file).unwrap_or_else(|| panic!("{file} was not refused: {reasons:?}"));
-        assert!(r.contains(needle), "{file}: {r:?} does not contain {needle:?}");
+        let r = reasons
+            .get(file)
+            .unwrap_or_else(|| panic!("{file} was not refused: {reasons:?}"));
+        assert!(
+            r.contains(needle),
+            "{file}: {r:?} does not contain {needle:?}"
+        );
     }
 
     // The good one keeps serving.
     mgr.pipeline().publish(numbered_batch(0, 5));
-    wait_until(20, "5 items exported", || mgr.status("counter").unwrap().items_exported == 5).await;
+    wait_until(20, "5 items exported", || {
+        mgr.status("counter").unwrap().items_exported == 5
+    })
+    .await;
     let got: Vec<u64> = recorded(&out).into_iter().map(|(_, v)| v).collect();
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
     assert_eq!(mgr.shutdown().await, 0);
@@ -76,7 +100,12 @@ async fn hot_upgrade_under_load_loses_nothing() {
     let out = d.join("counted.txt");
     let mut opts = options(d, shadow.path());
     opts.watch = true;
-    let mgr = PluginManager::start(opts, vec![spec("counter", "counting-sink", json!({"output": out}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec("counter", "counting-sink", json!({"output": out}))],
+    )
+    .await
+    .unwrap();
     assert_eq!(mgr.status("counter").unwrap().generation.generation, 1);
 
     // A producer pushes 10-item batches continuously until told to stop.
@@ -95,10 +124,14 @@ async fn hot_upgrade_under_load_loses_nothing() {
     });
 
     let swaps = 50;
-    for i in 0..swaps {
-        let (src, version) = if i % 2 == 0 { (&b, "1.0.0-b") } else { (&a, "1.0.0-a") };
+    for i in 0..swaps as u32 {
+        let (src, version) = if i.is_multiple_of(2) {
+            (&b, "1.0.0-b")
+        } else {
+            (&a, "1.0.0-a")
+        };
         install(d, src, "counting_sink");
-        let want = i as u64 + 2;
+        let want = u64::from(i) + 2;
         wait_until(60, &format!("generation {want}"), || {
             let s = mgr.status("counter").unwrap();
             s.generation.generation == want && s.generation.version == version
@@ -117,15 +150,30 @@ async fn hot_upgrade_under_load_loses_nothing() {
     for (_, v) in &rec {
         counts[*v as usize] += 1;
     }
-    let missing: Vec<usize> = counts.iter().enumerate().filter(|(_, c)| **c == 0).map(|(i, _)| i).collect();
+    let missing: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == 0)
+        .map(|(i, _)| i)
+        .collect();
     let duplicates: u32 = counts.iter().filter(|c| **c > 1).map(|c| c - 1).sum();
-    assert!(missing.is_empty(), "{} of {sent} items lost, first: {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    assert_eq!(duplicates, 0, "the design delivers each item once across swaps");
+    assert!(
+        missing.is_empty(),
+        "{} of {sent} items lost, first: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(
+        duplicates, 0,
+        "the design delivers each item once across swaps"
+    );
     let versions: std::collections::BTreeSet<&str> = rec.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(versions.len(), 2, "both builds received data: {versions:?}");
     let st = mgr.status("counter").unwrap();
     assert_eq!(st.drops, 0);
-    eprintln!("hot upgrade: {swaps} swaps, {sent} items sent, all delivered, {duplicates} duplicates");
+    eprintln!(
+        "hot upgrade: {swaps} swaps, {sent} items sent, all delivered, {duplicates} duplicates"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +184,12 @@ async fn failed_upgrade_keeps_the_old_generation_serving() {
     let out = d.join("counted.txt");
     let mut opts = options(d, shadow.path());
     opts.watch = false;
-    let mgr = PluginManager::start(opts, vec![spec("counter", "counting-sink", json!({"output": out}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec("counter", "counting-sink", json!({"output": out}))],
+    )
+    .await
+    .unwrap();
 
     install(d, &fixture("failing_init"), "counting_sink");
     mgr.rescan().await;
@@ -145,10 +198,16 @@ async fn failed_upgrade_keeps_the_old_generation_serving() {
     assert_eq!(st.generation.generation, 1);
     assert_eq!(st.generation.version, "1.0.0-a");
     let err = st.last_error.unwrap_or_default();
-    assert!(err.contains("upgrade refused") && err.contains("9.9.9-broken") && err.contains("always"), "{err}");
+    assert!(
+        err.contains("upgrade refused") && err.contains("9.9.9-broken") && err.contains("always"),
+        "{err}"
+    );
 
     mgr.pipeline().publish(numbered_batch(100, 3));
-    wait_until(20, "old generation exports", || mgr.status("counter").unwrap().items_exported == 3).await;
+    wait_until(20, "old generation exports", || {
+        mgr.status("counter").unwrap().items_exported == 3
+    })
+    .await;
     assert!(recorded(&out).iter().all(|(v, _)| v == "1.0.0-a"));
 
     // A good build afterwards upgrades normally.
@@ -167,19 +226,41 @@ async fn panic_in_export_restarts_the_instance_and_retries_the_batch() {
     let out = d.join("panicking.txt");
     let mut opts = options(d, shadow.path());
     opts.watch = false;
-    let mgr = PluginManager::start(opts, vec![spec("p", "panicking-sink", json!({"output": out, "panic_on_call": 2}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "p",
+            "panicking-sink",
+            json!({"output": out, "panic_on_call": 2}),
+        )],
+    )
+    .await
+    .unwrap();
     for i in 0..3 {
         mgr.pipeline().publish(numbered_batch(i * 10, 10));
     }
-    wait_until(30, "30 items exported", || mgr.status("p").unwrap().items_exported == 30).await;
+    wait_until(30, "30 items exported", || {
+        mgr.status("p").unwrap().items_exported == 30
+    })
+    .await;
     let st = mgr.status("p").unwrap();
     assert_eq!(st.panics, 1, "{st:?}");
     assert_eq!(st.restarts, 1);
     assert_eq!(st.state, State::Healthy);
-    assert!(st.last_error.as_deref().unwrap_or("").contains("fixture panic on export call 2"), "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("fixture panic on export call 2"),
+        "{st:?}"
+    );
     let mut values: Vec<u64> = recorded(&out).into_iter().map(|(_, v)| v).collect();
     values.sort();
-    assert_eq!(values, (0..30).collect::<Vec<_>>(), "every item once, the panicked batch retried");
+    assert_eq!(
+        values,
+        (0..30).collect::<Vec<_>>(),
+        "every item once, the panicked batch retried"
+    );
     mgr.shutdown().await;
 }
 
@@ -191,7 +272,16 @@ async fn deleting_the_file_drains_then_stops_the_integration() {
     let out = d.join("counted.txt");
     let mut opts = options(d, shadow.path());
     opts.watch = false;
-    let mgr = PluginManager::start(opts, vec![spec("counter", "counting-sink", json!({"output": out, "delay_ms": 20}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "counter",
+            "counting-sink",
+            json!({"output": out, "delay_ms": 20}),
+        )],
+    )
+    .await
+    .unwrap();
     for i in 0..20 {
         mgr.pipeline().publish(numbered_batch(i * 10, 10));
     }
@@ -220,12 +310,19 @@ async fn several_instances_of_one_plugin_each_with_its_own_config() {
     opts.watch = false;
     let mgr = PluginManager::start(
         opts,
-        vec![spec("one", "counting-sink", json!({"output": o1})), spec("two", "counting_sink", json!({"output": o2}))],
+        vec![
+            spec("one", "counting-sink", json!({"output": o1})),
+            spec("two", "counting_sink", json!({"output": o2})),
+        ],
     )
     .await
     .unwrap();
     mgr.pipeline().publish(numbered_batch(7, 2));
-    wait_until(20, "both exported", || mgr.status("one").unwrap().items_exported == 2 && mgr.status("two").unwrap().items_exported == 2).await;
+    wait_until(20, "both exported", || {
+        mgr.status("one").unwrap().items_exported == 2
+            && mgr.status("two").unwrap().items_exported == 2
+    })
+    .await;
     assert_eq!(recorded(&o1), recorded(&o2));
     assert_eq!(recorded(&o1).len(), 2);
     mgr.shutdown().await;
@@ -238,14 +335,33 @@ async fn invalid_plugin_config_is_reported_with_its_path() {
     install(d, &fixture("counting_sink"), "counting_sink");
     let mut opts = options(d, shadow.path());
     opts.watch = false;
-    let mgr = PluginManager::start(opts, vec![spec("bad", "counting-sink", json!({"output": "/x", "typo": 1})), spec("empty", "counting-sink", json!({"output": ""}))])
-        .await
-        .unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![
+            spec("bad", "counting-sink", json!({"output": "/x", "typo": 1})),
+            spec("empty", "counting-sink", json!({"output": ""})),
+        ],
+    )
+    .await
+    .unwrap();
     let bad = mgr.status("bad").unwrap();
     assert_eq!(bad.state, State::Unhealthy);
-    assert!(bad.reason.as_deref().unwrap().contains("unknown field `typo`"), "{bad:?}");
+    assert!(
+        bad.reason
+            .as_deref()
+            .unwrap()
+            .contains("unknown field `typo`"),
+        "{bad:?}"
+    );
     let empty = mgr.status("empty").unwrap();
-    assert!(empty.reason.as_deref().unwrap().contains("output: must not be empty"), "{empty:?}");
+    assert!(
+        empty
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("output: must not be empty"),
+        "{empty:?}"
+    );
     mgr.shutdown().await;
 }
 
@@ -256,13 +372,24 @@ async fn a_thread_that_pins_its_library_is_kept_and_counted() {
     let file = install(d, &fixture("slow_shutdown_sink"), "slow_shutdown_sink");
     let mut opts = options(d, shadow.path());
     opts.watch = false;
-    let mgr = PluginManager::start(opts, vec![spec("pinned", "slow-shutdown-sink", json!({"leak_thread": true}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "pinned",
+            "slow-shutdown-sink",
+            json!({"leak_thread": true}),
+        )],
+    )
+    .await
+    .unwrap();
     assert_eq!(mgr.status("pinned").unwrap().state, State::Healthy);
     fs::remove_file(&file).unwrap();
     mgr.rescan().await;
     let g = mgr.graveyard();
     assert_eq!(g.still_mapped, 1, "{g:?}");
-    assert!(tfo_agent::plugin::library::is_mapped(&g.still_mapped_files[0]));
+    assert!(tfo_agent::plugin::library::is_mapped(
+        &g.still_mapped_files[0]
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +400,16 @@ async fn an_instance_that_will_not_shut_down_in_time_is_kept_loaded() {
     let mut opts = options(d, shadow.path());
     opts.watch = false;
     opts.timeouts.shutdown = Duration::from_millis(100);
-    let mgr = PluginManager::start(opts, vec![spec("slow", "slow-shutdown-sink", json!({"shutdown_ms": 3000}))]).await.unwrap();
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "slow",
+            "slow-shutdown-sink",
+            json!({"shutdown_ms": 3000}),
+        )],
+    )
+    .await
+    .unwrap();
     fs::remove_file(&file).unwrap();
     mgr.rescan().await;
     let g = mgr.graveyard();

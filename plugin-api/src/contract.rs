@@ -11,8 +11,7 @@
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings,
-    sabi_trait,
+    package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
     std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec},
     StableAbi,
@@ -133,7 +132,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds one config error.
     pub fn new(path: impl Into<RString>, message: impl Into<RString>) -> Self {
-        ConfigError { path: path.into(), message: message.into() }
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -151,7 +153,10 @@ pub struct CreateError {
 impl CreateError {
     /// An initialisation failure not tied to a config field.
     pub fn init(message: impl Into<RString>) -> Self {
-        CreateError { message: message.into(), config_errors: RVec::new() }
+        CreateError {
+            message: message.into(),
+            config_errors: RVec::new(),
+        }
     }
     /// One invalid config field.
     pub fn config(path: impl Into<RString>, message: impl Into<RString>) -> Self {
@@ -159,7 +164,10 @@ impl CreateError {
     }
     /// Several invalid config fields.
     pub fn configs(errors: Vec<ConfigError>) -> Self {
-        CreateError { message: "invalid configuration".into(), config_errors: errors.into() }
+        CreateError {
+            message: "invalid configuration".into(),
+            config_errors: errors.into(),
+        }
     }
 }
 
@@ -202,7 +210,12 @@ impl PluginError {
     }
     /// Any kind.
     pub fn of(kind: ErrorKind, message: impl Into<RString>) -> Self {
-        PluginError { kind, message: message.into(), retry_after_ms: ROption::RNone, accepted: 0 }
+        PluginError {
+            kind,
+            message: message.into(),
+            retry_after_ms: ROption::RNone,
+            accepted: 0,
+        }
     }
     /// Adds a server-requested retry delay.
     pub fn with_retry_after(mut self, ms: u64) -> Self {
@@ -250,11 +263,17 @@ pub struct HealthReport {
 impl HealthReport {
     /// Healthy, no reason.
     pub fn healthy() -> Self {
-        HealthReport { state: HealthState::Healthy, reason: RString::new() }
+        HealthReport {
+            state: HealthState::Healthy,
+            reason: RString::new(),
+        }
     }
     /// Unhealthy with a reason.
     pub fn unhealthy(reason: impl Into<RString>) -> Self {
-        HealthReport { state: HealthState::Unhealthy, reason: reason.into() }
+        HealthReport {
+            state: HealthState::Unhealthy,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -207,26 +207,60 @@ pub struct Metric {
 
 impl Metric {
     /// A gauge with one point, the most common thing a source produces.
-    pub fn gauge(name: &str, unit: &str, time_unix_nano: u64, value: f64, attributes: Vec<KeyValue>) -> Self {
-        Self::with_point(name, unit, MetricKind::Gauge, Temporality::Unspecified, false, DataPoint {
-            attributes: attributes.into(),
-            start_time_unix_nano: 0,
-            time_unix_nano,
-            value: PointValue::Double(value),
-        })
+    pub fn gauge(
+        name: &str,
+        unit: &str,
+        time_unix_nano: u64,
+        value: f64,
+        attributes: Vec<KeyValue>,
+    ) -> Self {
+        Self::with_point(
+            name,
+            unit,
+            MetricKind::Gauge,
+            Temporality::Unspecified,
+            false,
+            DataPoint {
+                attributes: attributes.into(),
+                start_time_unix_nano: 0,
+                time_unix_nano,
+                value: PointValue::Double(value),
+            },
+        )
     }
 
     /// A monotonic cumulative sum (a counter) with one point.
-    pub fn counter(name: &str, unit: &str, start_unix_nano: u64, time_unix_nano: u64, value: f64, attributes: Vec<KeyValue>) -> Self {
-        Self::with_point(name, unit, MetricKind::Sum, Temporality::Cumulative, true, DataPoint {
-            attributes: attributes.into(),
-            start_time_unix_nano: start_unix_nano,
-            time_unix_nano,
-            value: PointValue::Double(value),
-        })
+    pub fn counter(
+        name: &str,
+        unit: &str,
+        start_unix_nano: u64,
+        time_unix_nano: u64,
+        value: f64,
+        attributes: Vec<KeyValue>,
+    ) -> Self {
+        Self::with_point(
+            name,
+            unit,
+            MetricKind::Sum,
+            Temporality::Cumulative,
+            true,
+            DataPoint {
+                attributes: attributes.into(),
+                start_time_unix_nano: start_unix_nano,
+                time_unix_nano,
+                value: PointValue::Double(value),
+            },
+        )
     }
 
-    fn with_point(name: &str, unit: &str, kind: MetricKind, temporality: Temporality, is_monotonic: bool, point: DataPoint) -> Self {
+    fn with_point(
+        name: &str,
+        unit: &str,
+        kind: MetricKind,
+        temporality: Temporality,
+        is_monotonic: bool,
+        point: DataPoint,
+    ) -> Self {
         Metric {
             name: name.into(),
             description: RString::new(),
@@ -403,7 +437,11 @@ impl Batch {
         }
         for s in self.spans.iter() {
             n += 96 + s.name.len() + s.status_message.len() + attrs(&s.attributes);
-            n += s.events.iter().map(|e| 16 + e.name.len() + attrs(&e.attributes)).sum::<usize>();
+            n += s
+                .events
+                .iter()
+                .map(|e| 16 + e.name.len() + attrs(&e.attributes))
+                .sum::<usize>();
         }
         for l in self.logs.iter() {
             n += 64 + l.severity_text.len() + attrs(&l.attributes);

@@ -108,8 +108,7 @@ pub const ABI_INFO: &str = concat!(
     "\0"
 );
 
-
-/// Name of the C symbol carrying [`ABI_INFO`].
+/// Name of the exported C function that returns a pointer to [`ABI_INFO`].
 pub const ABI_INFO_SYMBOL: &[u8] = b"tfo_plugin_abi_info\0";
 
 /// Version of this crate, which is the ABI version hosts and plugins compare.

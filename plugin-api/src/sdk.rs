@@ -24,10 +24,7 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use tracing::{field::Field, Dispatch, Level};
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer, Registry};
 
-use crate::{
-    contract::*,
-    data::Batch,
-};
+use crate::{contract::*, data::Batch};
 
 /// What an instance can reach: its name, the host, and its own tokio runtime.
 pub struct Context {
@@ -42,7 +39,14 @@ pub struct Context {
 impl Context {
     fn new(plugin: &'static str, instance: String, host: HostHandle) -> Self {
         let dispatch = Dispatch::new(Registry::default().with(HostLogLayer { host: host.clone() }));
-        Context { plugin, instance, host, dispatch, runtime: Mutex::new(None), runtime_handle: Default::default() }
+        Context {
+            plugin,
+            instance,
+            host,
+            dispatch,
+            runtime: Mutex::new(None),
+            runtime_handle: Default::default(),
+        }
     }
 
     /// The plugin's name.
@@ -87,7 +91,8 @@ impl Context {
     /// Runs a future to completion on the instance runtime, with the host log bridge.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         use tracing::instrument::WithSubscriber;
-        self.runtime().block_on(fut.with_subscriber(self.dispatch.clone()))
+        self.runtime()
+            .block_on(fut.with_subscriber(self.dispatch.clone()))
     }
 
     /// Spawns a background task on the instance runtime, with the host log bridge.
@@ -97,11 +102,16 @@ impl Context {
         F::Output: Send + 'static,
     {
         use tracing::instrument::WithSubscriber;
-        self.runtime().spawn(fut.with_subscriber(self.dispatch.clone()))
+        self.runtime()
+            .spawn(fut.with_subscriber(self.dispatch.clone()))
     }
 
     fn shutdown_runtime(&self, within: Duration) {
-        let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(rt) = rt {
             rt.shutdown_timeout(within);
         }
@@ -117,11 +127,17 @@ pub trait Plugin: Send + 'static {
     }
     /// Polling sources: one collection.
     fn collect(&mut self, _ctx: &Context) -> Result<Batch, PluginError> {
-        Err(PluginError::of(ErrorKind::Unsupported, "this plugin does not collect"))
+        Err(PluginError::of(
+            ErrorKind::Unsupported,
+            "this plugin does not collect",
+        ))
     }
     /// Sinks: deliver the batch; return only once the backend accepted it.
     fn export(&mut self, _ctx: &Context, _batch: &Batch) -> Result<ExportOk, PluginError> {
-        Err(PluginError::of(ErrorKind::Unsupported, "this plugin does not export"))
+        Err(PluginError::of(
+            ErrorKind::Unsupported,
+            "this plugin does not export",
+        ))
     }
     /// Current health.
     fn health(&self, _ctx: &Context) -> HealthReport {
@@ -147,18 +163,29 @@ struct Guarded<P: Plugin> {
 thread_local! {
     /// The last panic message seen by the panic hook on this thread.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// True while a guarded entry point runs on this thread.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // This is the plugin's own copy of std: the hook only sees panics raised in
-        // this library. It records the message instead of writing to stderr; the
-        // guard forwards it to the host.
-        std::panic::set_hook(Box::new(|info| {
-            let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-            let msg = payload_text(info.payload());
-            let _ = LAST_PANIC.try_with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+        // this library. Inside a guarded call it records the message for the guard,
+        // which reports it to the host; anywhere else (a spawned task, a test of the
+        // plugin linked as an rlib) the previous hook runs as before.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_GUARD.try_with(|g| g.get()).unwrap_or(false) {
+                let loc = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let msg = payload_text(info.payload());
+                let _ = LAST_PANIC.try_with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+            } else {
+                previous(info);
+            }
         }));
     });
 }
@@ -173,22 +200,35 @@ fn payload_text(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs `f` with the host log bridge, converting a panic into a [`PluginError`].
-fn guard<T>(ctx: &Context, what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
-    let res = tracing::dispatcher::with_default(&ctx.dispatch, || catch_unwind(AssertUnwindSafe(f)));
-    match res {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = LAST_PANIC
-                .try_with(|p| p.borrow_mut().take())
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| payload_text(&*payload));
-            let text = format!("plugin {} instance {} panicked in {what}: {msg}", ctx.plugin, ctx.instance);
-            ctx.host.report_panic(RStr::from_str(&text));
-            Err(PluginError::of(ErrorKind::Panic, text))
-        }
-    }
+/// Runs `f` with the host log bridge, converting a panic into a [`PluginError`] of
+/// kind `Panic` (also reported to the host).
+fn catch<T>(ctx: &Context, what: &str, f: impl FnOnce() -> T) -> Result<T, PluginError> {
+    let was = IN_GUARD.with(|g| g.replace(true));
+    let res =
+        tracing::dispatcher::with_default(&ctx.dispatch, || catch_unwind(AssertUnwindSafe(f)));
+    IN_GUARD.with(|g| g.set(was));
+    res.map_err(|payload| {
+        let msg = LAST_PANIC
+            .try_with(|p| p.borrow_mut().take())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| payload_text(&*payload));
+        let text = format!(
+            "plugin {} instance {} panicked in {what}: {msg}",
+            ctx.plugin, ctx.instance
+        );
+        ctx.host.report_panic(RStr::from_str(&text));
+        PluginError::of(ErrorKind::Panic, text)
+    })
+}
+
+/// [`catch`] for calls that already return a `Result<T, PluginError>`.
+fn guard<T>(
+    ctx: &Context,
+    what: &str,
+    f: impl FnOnce() -> Result<T, PluginError>,
+) -> Result<T, PluginError> {
+    catch(ctx, what, f).and_then(|r| r)
 }
 
 impl<P: Plugin> PluginInstance for Guarded<P> {
@@ -221,7 +261,9 @@ impl<P: Plugin> PluginInstance for Guarded<P> {
         let Guarded { plugin, ctx } = self;
         let res = guard(ctx, "shutdown", || plugin.shutdown(ctx, deadline));
         // Join the runtime's threads so nothing of this library runs after we return.
-        let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(10));
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
         ctx.shutdown_runtime(left);
         res.into()
     }
@@ -250,43 +292,22 @@ where
 {
     install_panic_hook();
     let ctx = Context::new(plugin, instance.as_str().to_string(), host);
-    let built = guard(&ctx, "create", || {
+    let built = catch(&ctx, "create", || {
         let de = &mut serde_json::Deserializer::from_str(config_json.as_str());
         let config: C = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            PluginError::permanent(format!("{path}\u{1}{}", e.into_inner()))
+            CreateError::config(path, e.into_inner().to_string())
         })?;
-        ctor(&ctx, config).map_err(|ce| {
-            let mut s = format!("\u{2}{}", ce.message);
-            for e in ce.config_errors.iter() {
-                let _ = write!(s, "\u{1}{}\u{1}{}", e.path, e.message);
-            }
-            PluginError::permanent(s)
-        })
+        ctor(&ctx, config)
     });
     match built {
-        Ok(plugin) => RResult::ROk(PluginInstanceBox::from_value(Guarded { plugin, ctx }, abi_stable::sabi_trait::TD_Opaque)),
-        Err(e) => RResult::RErr(decode_create_error(e)),
-    }
-}
-
-/// Undoes the small encoding `create_instance` uses to carry structured errors
-/// through the panic guard (which only speaks `PluginError`).
-fn decode_create_error(e: PluginError) -> CreateError {
-    let m = e.message.as_str();
-    if let Some(rest) = m.strip_prefix('\u{2}') {
-        let mut parts = rest.split('\u{1}');
-        let message = parts.next().unwrap_or_default().to_string();
-        let mut errs = Vec::new();
-        while let (Some(p), Some(msg)) = (parts.next(), parts.next()) {
-            errs.push(ConfigError::new(p, msg));
-        }
-        CreateError { message: message.into(), config_errors: errs.into() }
-    } else if let Some((path, msg)) = m.split_once('\u{1}') {
-        CreateError::config(path, msg)
-    } else {
-        CreateError::init(e.message)
+        Ok(Ok(plugin)) => RResult::ROk(PluginInstanceBox::from_value(
+            Guarded { plugin, ctx },
+            abi_stable::sabi_trait::TD_Opaque,
+        )),
+        Ok(Err(e)) => RResult::RErr(e),
+        Err(panic) => RResult::RErr(CreateError::init(panic.message)),
     }
 }
 
@@ -325,13 +346,26 @@ impl<S: tracing::Subscriber> Layer<S> for HostLogLayer {
             Level::WARN => LogLevel::Warn,
             Level::ERROR => LogLevel::Error,
         };
-        self.host.log(level, RStr::from_str(event.metadata().target()), RStr::from_str(&msg));
+        self.host.log(
+            level,
+            RStr::from_str(event.metadata().target()),
+            RStr::from_str(&msg),
+        );
     }
 }
 
+/// The `tracing` crate the log bridge listens to; plugins may log through it.
+pub use tracing;
+
 /// Builds a descriptor; used by [`export_plugin!`].
 #[doc(hidden)]
-pub fn descriptor(name: &str, version: &str, kind: PluginKind, data_types: DataTypes, description: &str) -> PluginDescriptor {
+pub fn descriptor(
+    name: &str,
+    version: &str,
+    kind: PluginKind,
+    data_types: DataTypes,
+    description: &str,
+) -> PluginDescriptor {
     PluginDescriptor {
         name: RString::from(name),
         version: RString::from(version),
@@ -372,14 +406,16 @@ macro_rules! export_plugin {
                 instance: __abi::std_types::RStr<'_>,
                 config_json: __abi::std_types::RStr<'_>,
             ) -> __abi::std_types::RResult<$crate::PluginInstanceBox, $crate::CreateError> {
-                $crate::sdk::create_instance(
-                    $name, host, instance, config_json, $create,
-                )
+                $crate::sdk::create_instance($name, host, instance, config_json, $create)
             }
 
             fn __tfo_root_module() -> $crate::PluginModRef {
                 use __abi::prefix_type::PrefixTypeTrait;
-                $crate::PluginMod { descriptor: __tfo_descriptor, create: __tfo_create }.leak_into_prefix()
+                $crate::PluginMod {
+                    descriptor: __tfo_descriptor,
+                    create: __tfo_create,
+                }
+                .leak_into_prefix()
             }
 
             // What `#[abi_stable::export_root_module]` expands to, spelled out so
@@ -411,6 +447,9 @@ macro_rules! export_plugin {
 mod tests {
     #[test]
     fn root_module_symbol_name_matches_abi_stable() {
-        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
     }
 }

@@ -27,12 +27,19 @@ impl Pipeline {
     pub fn add_sink(&self, instance: &str, accepts: DataTypes, queue: Arc<SinkQueue>) {
         let mut r = self.routes.write().unwrap_or_else(|e| e.into_inner());
         r.retain(|x| x.instance != instance);
-        r.push(Route { instance: instance.into(), accepts, queue });
+        r.push(Route {
+            instance: instance.into(),
+            accepts,
+            queue,
+        });
     }
 
     /// Unregisters a sink.
     pub fn remove_sink(&self, instance: &str) {
-        self.routes.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.instance != instance);
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|x| x.instance != instance);
     }
 
     /// Queues the batch for every sink that accepts one of its data types; returns

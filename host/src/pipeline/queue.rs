@@ -29,7 +29,12 @@ impl QueuedBatch {
     pub fn new(batch: Arc<Batch>) -> Self {
         let items = batch.item_count();
         let bytes = batch.approx_bytes();
-        QueuedBatch { batch, items, bytes, attempts: 0 }
+        QueuedBatch {
+            batch,
+            items,
+            bytes,
+            attempts: 0,
+        }
     }
 }
 
@@ -53,7 +58,13 @@ pub struct SinkQueue {
 impl SinkQueue {
     /// A queue with limits, counting drops on `status`.
     pub fn new(max_items: u64, max_bytes: u64, status: Arc<InstanceStatus>) -> Arc<Self> {
-        Arc::new(SinkQueue { inner: Mutex::new(Inner::default()), notify: Notify::new(), max_items, max_bytes, status })
+        Arc::new(SinkQueue {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            max_items,
+            max_bytes,
+            status,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -66,7 +77,9 @@ impl SinkQueue {
         let mut dropped = 0;
         {
             let mut g = self.lock();
-            while !g.q.is_empty() && (g.items + qb.items > self.max_items || g.bytes + qb.bytes > self.max_bytes) {
+            while !g.q.is_empty()
+                && (g.items + qb.items > self.max_items || g.bytes + qb.bytes > self.max_bytes)
+            {
                 let old = g.q.pop_front().expect("non-empty");
                 g.items -= old.items;
                 g.bytes -= old.bytes;

@@ -40,7 +40,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial: Duration::from_millis(200), max: Duration::from_secs(30), multiplier: 2.0, max_attempts: 0 }
+        RetryPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_attempts: 0,
+        }
     }
 }
 
@@ -48,7 +53,8 @@ impl RetryPolicy {
     /// Delay before the next attempt after `attempt` failures, with ±20 % jitter.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = attempt.saturating_sub(1).min(30) as i32;
-        let base = (self.initial.as_secs_f64() * self.multiplier.powi(exp)).min(self.max.as_secs_f64());
+        let base =
+            (self.initial.as_secs_f64() * self.multiplier.powi(exp)).min(self.max.as_secs_f64());
         let d = Duration::from_secs_f64(base * (0.8 + 0.4 * jitter_unit()));
         match retry_after {
             Some(ra) if ra > d => ra,
@@ -78,7 +84,8 @@ pub struct Timeouts {
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Builds and starts a fresh instance of a library (after a panic or hang).
-pub type Respawn = Arc<dyn Fn(Arc<LoadedLibrary>) -> BoxFuture<Result<InstanceWorker, String>> + Send + Sync>;
+pub type Respawn =
+    Arc<dyn Fn(Arc<LoadedLibrary>) -> BoxFuture<Result<InstanceWorker, String>> + Send + Sync>;
 
 /// Commands to a runner.
 pub enum Control {
@@ -172,7 +179,12 @@ enum Outcome {
 impl SinkRunner {
     /// Runs until stopped.
     pub async fn run(self, mut control: mpsc::Receiver<Control>) {
-        let SinkRunner { common, mut worker, queue, retry } = self;
+        let SinkRunner {
+            common,
+            mut worker,
+            queue,
+            retry,
+        } = self;
         let mut not_before: Option<tokio::time::Instant> = None;
         loop {
             let wait = not_before.map(tokio::time::sleep_until);
@@ -209,7 +221,13 @@ impl SinkRunner {
 }
 
 /// Exports everything queued, honouring retries, until empty or `deadline`.
-async fn drain_queue(common: &RunnerCommon, worker: &mut InstanceWorker, queue: &SinkQueue, retry: &RetryPolicy, deadline: Duration) -> u64 {
+async fn drain_queue(
+    common: &RunnerCommon,
+    worker: &mut InstanceWorker,
+    queue: &SinkQueue,
+    retry: &RetryPolicy,
+    deadline: Duration,
+) -> u64 {
     let end = tokio::time::Instant::now() + deadline;
     while let Some(qb) = queue.try_pop() {
         if tokio::time::Instant::now() >= end {
@@ -224,14 +242,22 @@ async fn drain_queue(common: &RunnerCommon, worker: &mut InstanceWorker, queue: 
     queue.items()
 }
 
-async fn export_one(common: &RunnerCommon, worker: &mut InstanceWorker, queue: &SinkQueue, retry: &RetryPolicy, mut qb: QueuedBatch) -> Outcome {
+async fn export_one(
+    common: &RunnerCommon,
+    worker: &mut InstanceWorker,
+    queue: &SinkQueue,
+    retry: &RetryPolicy,
+    mut qb: QueuedBatch,
+) -> Outcome {
     let status = &common.status;
     let started = Instant::now();
     match worker.export(qb.batch.clone(), common.timeouts.call).await {
         Ok(_accepted) => {
             status.items_exported.fetch_add(qb.items, Ordering::Relaxed);
             status.bytes_exported.fetch_add(qb.bytes, Ordering::Relaxed);
-            status.last_export_latency_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            status
+                .last_export_latency_us
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             if status.state() != crate::status::State::Healthy {
                 status.healthy();
             }
@@ -262,7 +288,10 @@ async fn export_one(common: &RunnerCommon, worker: &mut InstanceWorker, queue: &
                     // The plugin did not confirm the batch: it goes back to the head.
                     status.retries.fetch_add(1, Ordering::Relaxed);
                     queue.push_front(qb);
-                    if common.restart(worker, &format!("instance failed in export ({e})")).await {
+                    if common
+                        .restart(worker, &format!("instance failed in export ({e})"))
+                        .await
+                    {
                         Outcome::Done
                     } else {
                         Outcome::RetryAfter(retry.delay(1, None))
@@ -289,8 +318,17 @@ pub struct SourceRunner {
 impl SourceRunner {
     /// Runs until stopped.
     pub async fn run(self, mut control: mpsc::Receiver<Control>) {
-        let SourceRunner { common, mut worker, interval, pipeline } = self;
-        let mut ticker = tokio::time::interval(if interval.is_zero() { Duration::from_secs(3600) } else { interval });
+        let SourceRunner {
+            common,
+            mut worker,
+            interval,
+            pipeline,
+        } = self;
+        let mut ticker = tokio::time::interval(if interval.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            interval
+        });
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -39,7 +39,11 @@ pub fn plugin_name_of(file_name: &str) -> Option<String> {
         ("libtfo_", ".so")
     };
     let stem = file_name.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return None;
     }
     Some(normalize_name(stem))
@@ -56,10 +60,14 @@ pub fn candidates(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else { continue };
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
         match plugin_name_of(file_name) {
             Some(name) => out.push((name, entry.path())),
-            None => tracing::debug!(file = %entry.path().display(), "not a plugin file name, ignored"),
+            None => {
+                tracing::debug!(file = %entry.path().display(), "not a plugin file name, ignored")
+            }
         }
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
@@ -91,12 +99,18 @@ pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<Trus
     }
     let mode = meta.permissions().mode();
     if mode & 0o022 != 0 {
-        return Err(format!("refused: writable by group or others (mode {:o}); chmod go-w it", mode & 0o7777));
+        return Err(format!(
+            "refused: writable by group or others (mode {:o}); chmod go-w it",
+            mode & 0o7777
+        ));
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me && meta.uid() != 0 {
-        return Err(format!("refused: owned by uid {}, not by the agent's user ({me}) or root", meta.uid()));
+        return Err(format!(
+            "refused: owned by uid {}, not by the agent's user ({me}) or root",
+            meta.uid()
+        ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     fs::File::open(path)
@@ -105,10 +119,16 @@ pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<Trus
     let sha256 = sha256_hex(&bytes);
     if let Some(allow) = allow_sha256 {
         if !allow.contains(&sha256) {
-            return Err(format!("refused: sha256 {sha256} is not in plugins.allow_sha256"));
+            return Err(format!(
+                "refused: sha256 {sha256} is not in plugins.allow_sha256"
+            ));
         }
     }
-    Ok(TrustedFile { path: path.to_path_buf(), sha256, bytes })
+    Ok(TrustedFile {
+        path: path.to_path_buf(),
+        sha256,
+        bytes,
+    })
 }
 
 /// Hex sha256.
@@ -138,7 +158,9 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), String> {
     }
     let header = elf::FileHeader64::<Endianness>::parse(bytes)
         .map_err(|e| format!("not a 64-bit ELF file for this machine: {e}"))?;
-    let endian = header.endian().map_err(|e| format!("bad ELF header: {e}"))?;
+    let endian = header
+        .endian()
+        .map_err(|e| format!("bad ELF header: {e}"))?;
     let machine = header.e_machine(endian);
     let expected = if cfg!(target_arch = "x86_64") {
         elf::EM_X86_64
@@ -148,13 +170,17 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), String> {
         machine
     };
     if machine != expected {
-        return Err(format!("built for another CPU architecture (ELF machine {machine}, this host {expected})"));
+        return Err(format!(
+            "built for another CPU architecture (ELF machine {machine}, this host {expected})"
+        ));
     }
     if header.e_type(endian) != elf::ET_DYN {
         return Err("not a shared library (ELF type is not ET_DYN)".into());
     }
     let len = bytes.len() as u64;
-    let segments = header.program_headers(endian, bytes).map_err(|e| format!("truncated or corrupt: {e}"))?;
+    let segments = header
+        .program_headers(endian, bytes)
+        .map_err(|e| format!("truncated or corrupt: {e}"))?;
     if segments.is_empty() {
         return Err("corrupt: no program headers".into());
     }
@@ -163,14 +189,17 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), String> {
         if end.is_none_or(|end| end > len) {
             return Err(format!(
                 "truncated or corrupt: a segment ends at byte {} but the file has {len}",
-                end.map(|e| e.to_string()).unwrap_or_else(|| "overflow".into())
+                end.map(|e| e.to_string())
+                    .unwrap_or_else(|| "overflow".into())
             ));
         }
     }
     let shoff = header.e_shoff(endian);
     let shsize = u64::from(header.e_shentsize(endian)) * u64::from(header.e_shnum(endian));
     if shoff != 0 && shoff.checked_add(shsize).is_none_or(|end| end > len) {
-        return Err(format!("truncated or corrupt: section headers end past the file's {len} bytes"));
+        return Err(format!(
+            "truncated or corrupt: section headers end past the file's {len} bytes"
+        ));
     }
     Ok(())
 }
@@ -181,7 +210,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(plugin_name_of("libtfo_counting_sink.so").as_deref(), Some("counting-sink"));
+        assert_eq!(
+            plugin_name_of("libtfo_counting_sink.so").as_deref(),
+            Some("counting-sink")
+        );
         assert_eq!(plugin_name_of("libtfo_x.so.tmp"), None);
         assert_eq!(plugin_name_of(".libtfo_x.so"), None);
         assert_eq!(plugin_name_of("libz.so"), None);
@@ -192,11 +224,17 @@ mod tests {
     #[test]
     fn elf_checks() {
         assert!(check_shared_object(b"").unwrap_err().contains("empty"));
-        assert!(check_shared_object(b"hello world").unwrap_err().contains("ELF"));
+        assert!(check_shared_object(b"hello world")
+            .unwrap_err()
+            .contains("ELF"));
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // A test binary is an executable (PIE is ET_DYN too), so only check that a
         // truncated copy is refused.
         let cut = &me[..me.len() / 2];
-        assert!(check_shared_object(cut).unwrap_err().contains("truncated"), "{:?}", check_shared_object(cut));
+        assert!(
+            check_shared_object(cut).unwrap_err().contains("truncated"),
+            "{:?}",
+            check_shared_object(cut)
+        );
     }
 }

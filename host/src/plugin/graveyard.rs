@@ -66,7 +66,10 @@ impl Graveyard {
     /// Hands over a library reference; the library is closed once no instance,
     /// manager table or stuck thread holds it.
     pub fn bury(&self, lib: Arc<LoadedLibrary>) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(lib);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(lib);
         self.collect();
     }
 
@@ -74,6 +77,10 @@ impl Graveyard {
     pub fn collect(&self) {
         let ready: Vec<LoadedLibrary> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            // One library may have been buried by several owners: keep one reference
+            // each, or none of them could ever be the last.
+            pending.sort_by_key(|l| Arc::as_ptr(l) as usize);
+            pending.dedup_by_key(|l| Arc::as_ptr(l) as usize);
             let mut keep = Vec::new();
             let mut ready = Vec::new();
             for lib in pending.drain(..) {
@@ -82,9 +89,6 @@ impl Graveyard {
                     Err(shared) => keep.push(shared),
                 }
             }
-            // Several Arcs of one library may be pending; keep one of each.
-            keep.sort_by_key(|l| Arc::as_ptr(l) as usize);
-            keep.dedup_by_key(|l| Arc::as_ptr(l) as usize);
             *pending = keep;
             ready
         };
@@ -93,7 +97,10 @@ impl Graveyard {
             let outcome = lib.unload();
             if outcome.still_mapped {
                 tracing::warn!(plugin = %name, file = %outcome.shadow_path.display(), "library still mapped after dlclose; kept and counted");
-                self.still_mapped_files.lock().unwrap_or_else(|e| e.into_inner()).push(outcome.shadow_path);
+                self.still_mapped_files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(outcome.shadow_path);
             } else {
                 self.unloaded.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(plugin = %name, "library unloaded");
@@ -103,7 +110,11 @@ impl Graveyard {
 
     /// Counters.
     pub fn stats(&self) -> GraveyardStats {
-        let files = self.still_mapped_files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let files = self
+            .still_mapped_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         GraveyardStats {
             unloaded: self.unloaded.load(Ordering::Relaxed),
             still_mapped: files.len() as u64,

@@ -23,9 +23,19 @@ pub struct InstanceServices {
 
 impl InstanceServices {
     /// Builds the FFI handle for an instance.
-    pub fn handle(plugin: &str, instance: &str, emit: Option<EmitTarget>, panics: Arc<AtomicU64>) -> HostHandle {
+    pub fn handle(
+        plugin: &str,
+        instance: &str,
+        emit: Option<EmitTarget>,
+        panics: Arc<AtomicU64>,
+    ) -> HostHandle {
         HostHandle::from_ptr(
-            abi_stable::std_types::RArc::new(InstanceServices { plugin: plugin.into(), instance: instance.into(), emit, panics }),
+            abi_stable::std_types::RArc::new(InstanceServices {
+                plugin: plugin.into(),
+                instance: instance.into(),
+                emit,
+                panics,
+            }),
             TD_Opaque,
         )
     }
@@ -33,7 +43,12 @@ impl InstanceServices {
 
 impl HostServices for InstanceServices {
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-        let (p, i, t, m) = (&*self.plugin, &*self.instance, target.as_str(), message.as_str());
+        let (p, i, t, m) = (
+            &*self.plugin,
+            &*self.instance,
+            target.as_str(),
+            message.as_str(),
+        );
         match level {
             LogLevel::Trace => tracing::trace!(plugin = p, instance = i, target = t, "{m}"),
             LogLevel::Debug => tracing::debug!(plugin = p, instance = i, target = t, "{m}"),
@@ -53,6 +68,11 @@ impl HostServices for InstanceServices {
 
     fn report_panic(&self, message: RStr<'_>) {
         self.panics.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(plugin = &*self.plugin, instance = &*self.instance, "{}", message.as_str());
+        tracing::error!(
+            plugin = &*self.plugin,
+            instance = &*self.instance,
+            "{}",
+            message.as_str()
+        );
     }
 }

@@ -153,7 +153,11 @@ impl InstanceWorker {
                     RResult::RErr(e) => {
                         let failure = CreateFailure {
                             message: e.message.to_string(),
-                            config_errors: e.config_errors.iter().map(|c| (c.path.to_string(), c.message.to_string())).collect(),
+                            config_errors: e
+                                .config_errors
+                                .iter()
+                                .map(|c| (c.path.to_string(), c.message.to_string()))
+                                .collect(),
                         };
                         drop(e);
                         let _ = created_tx.send(Err(failure));
@@ -168,7 +172,10 @@ impl InstanceWorker {
                 drop(lib);
                 let _ = exit_tx.send(());
             })
-            .map_err(|e| CreateFailure { message: format!("cannot start instance thread: {e}"), config_errors: vec![] })?;
+            .map_err(|e| CreateFailure {
+                message: format!("cannot start instance thread: {e}"),
+                config_errors: vec![],
+            })?;
         let mut worker = InstanceWorker {
             jobs: Some(job_tx),
             thread: Some(thread),
@@ -184,7 +191,10 @@ impl InstanceWorker {
             }
             Err(_) => {
                 worker.join_now();
-                Err(CreateFailure { message: "instance thread ended during create".into(), config_errors: vec![] })
+                Err(CreateFailure {
+                    message: "instance thread ended during create".into(),
+                    config_errors: vec![],
+                })
             }
         }
     }
@@ -212,12 +222,21 @@ impl InstanceWorker {
         timeout: Duration,
         f: impl FnOnce(&mut PluginInstanceBox) -> R + Send + 'static,
     ) -> Result<R, CallError> {
-        let dead = || CallError { kind: CallErrorKind::Dead, message: "instance thread is gone".into(), retry_after: None, accepted: 0 };
+        let dead = || CallError {
+            kind: CallErrorKind::Dead,
+            message: "instance thread is gone".into(),
+            retry_after: None,
+            accepted: 0,
+        };
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |inst| {
             let _ = tx.send(f(inst));
         });
-        self.jobs.as_ref().ok_or_else(dead)?.send(job).map_err(|_| dead())?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(dead)?
+            .send(job)
+            .map_err(|_| dead())?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(dead()),
@@ -232,7 +251,10 @@ impl InstanceWorker {
 
     /// `start`.
     pub async fn start(&self, timeout: Duration) -> Result<(), CallError> {
-        self.call(timeout, |i| i.start().into_result().map_err(|e| from_plugin(&e))).await?
+        self.call(timeout, |i| {
+            i.start().into_result().map_err(|e| from_plugin(&e))
+        })
+        .await?
     }
 
     /// `export` of a host-owned batch; returns items accepted.
@@ -257,14 +279,20 @@ impl InstanceWorker {
     pub async fn health(&self, timeout: Duration) -> Result<PluginHealth, CallError> {
         self.call(timeout, |i| {
             let h = i.health();
-            PluginHealth { state: h.state, reason: h.reason.to_string() }
+            PluginHealth {
+                state: h.state,
+                reason: h.reason.to_string(),
+            }
         })
         .await
     }
 
     /// `flush`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), CallError> {
-        self.call(timeout, |i| i.flush().into_result().map_err(|e| from_plugin(&e))).await?
+        self.call(timeout, |i| {
+            i.flush().into_result().map_err(|e| from_plugin(&e))
+        })
+        .await?
     }
 
     /// Calls `shutdown(deadline)`, drops the instance, and joins the thread, all
@@ -275,14 +303,18 @@ impl InstanceWorker {
         let grace = Duration::from_millis(500);
         let ms = deadline.as_millis() as u64;
         let shutdown_err = match self
-            .call(deadline + grace, move |i| i.shutdown(ms).into_result().map_err(|e| from_plugin(&e)))
+            .call(deadline + grace, move |i| {
+                i.shutdown(ms).into_result().map_err(|e| from_plugin(&e))
+            })
             .await
         {
             Ok(Ok(())) => None,
             Ok(Err(e)) | Err(e) => Some(e),
         };
         self.jobs.take(); // the thread leaves its loop, drops the instance and ends
-        let left = (deadline + grace).saturating_sub(started.elapsed()).max(grace);
+        let left = (deadline + grace)
+            .saturating_sub(started.elapsed())
+            .max(grace);
         let exited = self.exited.take();
         let ended = match exited {
             Some(rx) => tokio::time::timeout(left, rx).await.is_ok(),
@@ -295,7 +327,13 @@ impl InstanceWorker {
             (Retired::Joined, shutdown_err)
         } else {
             tracing::error!(instance = %self.name, "instance thread did not end within {deadline:?}; its library stays loaded");
-            (Retired::Stuck(StuckInstance { thread: self.thread.take(), library: self.library.clone() }), shutdown_err)
+            (
+                Retired::Stuck(StuckInstance {
+                    thread: self.thread.take(),
+                    library: self.library.clone(),
+                }),
+                shutdown_err,
+            )
         }
     }
 }

@@ -95,7 +95,10 @@ impl LoadedLibrary {
         if !still_mapped {
             let _ = fs::remove_file(&shadow);
         }
-        UnloadOutcome { shadow_path: shadow, still_mapped }
+        UnloadOutcome {
+            shadow_path: shadow,
+            still_mapped,
+        }
     }
 }
 
@@ -122,9 +125,12 @@ pub struct UnloadOutcome {
 
 /// True when `path` appears in this process's memory maps.
 pub fn is_mapped(path: &Path) -> bool {
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else { return false };
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
     let needle = path.to_string_lossy();
-    maps.lines().any(|l| l.split_whitespace().nth(5).is_some_and(|p| p == needle))
+    maps.lines()
+        .any(|l| l.split_whitespace().nth(5).is_some_and(|p| p == needle))
 }
 
 /// Why a file could not be loaded, in one line.
@@ -148,9 +154,18 @@ pub fn host_abi_info() -> &'static str {
 pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, LoadError> {
     files::check_shared_object(&file.bytes).map_err(LoadError)?;
     let n = LOAD_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let stem = file
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
     let shadow_path = shadow_dir.join(format!("{stem}-{}-{n}.so", &file.sha256[..16]));
-    write_private(&shadow_path, &file.bytes).map_err(|e| LoadError(format!("cannot write shadow copy {}: {e}", shadow_path.display())))?;
+    write_private(&shadow_path, &file.bytes).map_err(|e| {
+        LoadError(format!(
+            "cannot write shadow copy {}: {e}",
+            shadow_path.display()
+        ))
+    })?;
     match load_shadow(&shadow_path) {
         Ok((raw, module, abi_info)) => {
             let descriptor = read_descriptor(module);
@@ -171,22 +186,47 @@ pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, Load
     }
 }
 
+/// [`load`] on a new thread that is joined before this returns. Loading runs plugin
+/// code (the root-module constructor, `descriptor`), and plugin code must only run on
+/// threads that end: a plugin thread-local touched on a long-lived thread would keep
+/// the library mapped forever (DESIGN.md §4).
+pub fn load_on_fresh_thread(
+    file: TrustedFile,
+    shadow_dir: PathBuf,
+) -> Result<LoadedLibrary, LoadError> {
+    std::thread::Builder::new()
+        .name("tfo-load".into())
+        .spawn(move || load(&file, &shadow_dir))
+        .map_err(|e| LoadError(format!("cannot start loader thread: {e}")))?
+        .join()
+        .map_err(|_| LoadError("the loader thread panicked".into()))?
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o500).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o500)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
 
 fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadError> {
-    let raw = RawLibrary::load_at(path).map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
+    let raw = RawLibrary::load_at(path)
+        .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
     // 1. Our identity symbol, read without touching any abi_stable type.
     let abi_info = unsafe {
         let sym = raw
             .get::<extern "C" fn() -> *const std::os::raw::c_char>(ABI_INFO_SYMBOL)
-            .map_err(|_| LoadError("not a tfo-agent plugin: it exports no tfo_plugin_abi_info symbol".into()))?;
+            .map_err(|_| {
+                LoadError("not a tfo-agent plugin: it exports no tfo_plugin_abi_info symbol".into())
+            })?;
         let ptr = sym();
         if ptr.is_null() {
-            return Err(LoadError("not a tfo-agent plugin: tfo_plugin_abi_info returned null".into()));
+            return Err(LoadError(
+                "not a tfo-agent plugin: tfo_plugin_abi_info returned null".into(),
+            ));
         }
         CStr::from_ptr(ptr).to_string_lossy().into_owned()
     };
@@ -204,13 +244,17 @@ fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadEr
     // 3. Layout of the whole root module type tree, with throw-away globals.
     if let IsLayoutChecked::Yes(layout) = header.root_mod_consts().layout() {
         let globals = CheckingGlobals::new();
-        check_layout_compatibility_with_globals(<PluginModRef as StableAbi>::LAYOUT, layout, &globals)
-            .map_err(|e| {
-                if std::env::var_os("TFO_DEBUG_LAYOUT").is_some() {
-                    eprintln!("{e}");
-                }
-                incompatible(&summarize_layout_error(&e.to_string()))
-            })?;
+        check_layout_compatibility_with_globals(
+            <PluginModRef as StableAbi>::LAYOUT,
+            layout,
+            &globals,
+        )
+        .map_err(|e| {
+            if std::env::var_os("TFO_DEBUG_LAYOUT").is_some() {
+                eprintln!("{e}");
+            }
+            incompatible(&summarize_layout_error(&e.to_string()))
+        })?;
     } else {
         return Err(incompatible("the library carries no layout information"));
     }
@@ -222,7 +266,11 @@ fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadEr
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// abi_stable prints the whole mismatching type tree; keep the offending type and
@@ -230,11 +278,18 @@ fn first_line(s: &str) -> String {
 /// `type Metric: incompatible type size (expected 136, found 144)`.
 fn summarize_layout_error(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).collect();
-    let first_err = lines.iter().position(|l| l.starts_with("Error:")).unwrap_or(lines.len());
+    let first_err = lines
+        .iter()
+        .position(|l| l.starts_with("Error:"))
+        .unwrap_or(lines.len());
     let ty = lines[..first_err]
         .iter()
         .rposition(|l| l.starts_with("Layout of expected type"))
-        .and_then(|i| lines[i..first_err].iter().find_map(|l| l.strip_prefix("type:")))
+        .and_then(|i| {
+            lines[i..first_err]
+                .iter()
+                .find_map(|l| l.strip_prefix("type:"))
+        })
         .unwrap_or("?");
     let mut errs = Vec::new();
     let mut i = first_err;
@@ -308,7 +363,11 @@ pub fn inspect(path: &Path, shadow_dir: &Path, trust_checks: bool) -> Inspection
         files::trust(path, None)
     } else {
         fs::read(path)
-            .map(|bytes| TrustedFile { path: path.to_path_buf(), sha256: files::sha256_hex(&bytes), bytes })
+            .map(|bytes| TrustedFile {
+                path: path.to_path_buf(),
+                sha256: files::sha256_hex(&bytes),
+                bytes,
+            })
             .map_err(|e| format!("cannot read: {e}"))
     };
     let file = match trusted {

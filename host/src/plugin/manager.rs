@@ -29,7 +29,10 @@ use super::{
 use crate::{
     pipeline::{
         queue::SinkQueue,
-        runner::{Control, Respawn, RetryPolicy, RunnerCommon, RunnerHandle, SinkRunner, SourceRunner, Timeouts},
+        runner::{
+            Control, Respawn, RetryPolicy, RunnerCommon, RunnerHandle, SinkRunner, SourceRunner,
+            Timeouts,
+        },
         Pipeline,
     },
     status::{GenerationInfo, InstanceStatus, State, StatusView},
@@ -72,7 +75,10 @@ impl ManagerOptions {
             debounce: Duration::from_millis(500),
             rescan_interval: Duration::from_secs(30),
             watch: true,
-            timeouts: Timeouts { call: Duration::from_secs(30), shutdown: Duration::from_secs(5) },
+            timeouts: Timeouts {
+                call: Duration::from_secs(30),
+                shutdown: Duration::from_secs(5),
+            },
             drain_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             queue_max_items: 100_000,
@@ -152,22 +158,37 @@ pub struct PluginManager {
 impl PluginManager {
     /// Creates the manager, runs the first scan, starts the configured instances and
     /// (if enabled) the directory watcher and periodic rescan.
-    pub async fn start(opts: ManagerOptions, specs: Vec<InstanceSpec>) -> Result<PluginManager, String> {
+    pub async fn start(
+        opts: ManagerOptions,
+        specs: Vec<InstanceSpec>,
+    ) -> Result<PluginManager, String> {
         if !opts.plugin_dir.is_dir() {
-            return Err(format!("plugins.dir {}: not a directory", opts.plugin_dir.display()));
+            return Err(format!(
+                "plugins.dir {}: not a directory",
+                opts.plugin_dir.display()
+            ));
         }
-        std::fs::create_dir_all(&opts.shadow_base).map_err(|e| format!("shadow directory base {}: {e}", opts.shadow_base.display()))?;
+        std::fs::create_dir_all(&opts.shadow_base)
+            .map_err(|e| format!("shadow directory base {}: {e}", opts.shadow_base.display()))?;
         let shadow = tempfile::Builder::new()
             .prefix("tfo-agent-shadow-")
             .tempdir_in(&opts.shadow_base)
-            .map_err(|e| format!("cannot create shadow directory in {}: {e}", opts.shadow_base.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot create shadow directory in {}: {e}",
+                    opts.shadow_base.display()
+                )
+            })?;
         let (scans, _) = watch::channel(0);
         let mut state = State_::default();
         let statuses = StdMutex::new(BTreeMap::new());
         for s in specs {
             let mut s = s;
             s.plugin = files::normalize_name(&s.plugin);
-            statuses.lock().unwrap().insert(s.name.clone(), InstanceStatus::new(&s.name, &s.plugin));
+            statuses
+                .lock()
+                .unwrap()
+                .insert(s.name.clone(), InstanceStatus::new(&s.name, &s.plugin));
             state.specs.insert(s.name.clone(), s);
         }
         let mgr = PluginManager {
@@ -219,17 +240,34 @@ impl PluginManager {
 
     /// Status of one instance.
     pub fn status(&self, instance: &str) -> Option<StatusView> {
-        self.inner.statuses.lock().unwrap_or_else(|e| e.into_inner()).get(instance).map(|s| s.view())
+        self.inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .map(|s| s.view())
     }
 
     /// Status of every configured instance.
     pub fn statuses(&self) -> Vec<StatusView> {
-        self.inner.statuses.lock().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.view()).collect()
+        self.inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|s| s.view())
+            .collect()
     }
 
     /// Files refused at the last scans.
     pub fn refusals(&self) -> Vec<Refusal> {
-        self.inner.refused.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Retired-library counters.
@@ -242,23 +280,42 @@ impl PluginManager {
         let st = self.inner.state.lock().await;
         st.libraries
             .values()
-            .map(|l| LibraryView { descriptor: l.descriptor.clone(), file: l.source_path.clone(), sha256: l.sha256.clone(), abi: l.abi_info.clone() })
+            .map(|l| LibraryView {
+                descriptor: l.descriptor.clone(),
+                file: l.source_path.clone(),
+                sha256: l.sha256.clone(),
+                abi: l.abi_info.clone(),
+            })
             .collect()
     }
 
     /// Items queued for a sink instance.
     pub async fn queued_batches(&self, instance: &str) -> Vec<Arc<tfo_plugin_api::Batch>> {
         let st = self.inner.state.lock().await;
-        st.running.get(instance).and_then(|r| r.handle.queue.as_ref()).map(|q| q.snapshot()).unwrap_or_default()
+        st.running
+            .get(instance)
+            .and_then(|r| r.handle.queue.as_ref())
+            .map(|q| q.snapshot())
+            .unwrap_or_default()
     }
 
     fn status_of(&self, instance: &str) -> Arc<InstanceStatus> {
-        self.inner.statuses.lock().unwrap_or_else(|e| e.into_inner()).get(instance).cloned().expect("status exists for every spec")
+        self.inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .cloned()
+            .expect("status exists for every spec")
     }
 
     fn refuse(&self, file: &Path, sha256: Option<String>, reason: String) {
         let mut refused = self.inner.refused.lock().unwrap_or_else(|e| e.into_inner());
-        let r = Refusal { file: file.to_path_buf(), sha256, reason };
+        let r = Refusal {
+            file: file.to_path_buf(),
+            sha256,
+            reason,
+        };
         if refused.get(file) != Some(&r) {
             tracing::warn!(file = %file.display(), "plugin refused: {}", r.reason);
             refused.insert(file.to_path_buf(), r);
@@ -280,7 +337,11 @@ impl PluginManager {
             }
         };
         let present: HashSet<PathBuf> = candidates.iter().map(|(_, p)| p.clone()).collect();
-        self.inner.refused.lock().unwrap_or_else(|e| e.into_inner()).retain(|p, _| present.contains(p));
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p, _| present.contains(p));
 
         // name -> files claiming it, and newly loaded libraries
         let mut claims: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
@@ -293,8 +354,15 @@ impl PluginManager {
                     continue;
                 }
             };
-            if let Some(lib) = st.libraries.values().find(|l| l.source_path == *path && l.sha256 == trusted.sha256) {
-                claims.entry(files::normalize_name(&lib.descriptor.name)).or_default().push(path.clone());
+            if let Some(lib) = st
+                .libraries
+                .values()
+                .find(|l| l.source_path == *path && l.sha256 == trusted.sha256)
+            {
+                claims
+                    .entry(files::normalize_name(&lib.descriptor.name))
+                    .or_default()
+                    .push(path.clone());
                 continue;
             }
             let known_bad = self
@@ -307,14 +375,26 @@ impl PluginManager {
             if known_bad {
                 continue;
             }
-            match library::load(&trusted, self.inner.shadow.path()) {
+            let sha256 = trusted.sha256.clone();
+            let shadow = self.inner.shadow.path().to_path_buf();
+            let loaded =
+                tokio::task::spawn_blocking(move || library::load_on_fresh_thread(trusted, shadow))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(library::LoadError(format!("loader task failed: {e}")))
+                    });
+            match loaded {
                 Ok(lib) => {
                     let name = files::normalize_name(&lib.descriptor.name);
-                    self.inner.refused.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+                    self.inner
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(path);
                     claims.entry(name.clone()).or_default().push(path.clone());
                     fresh.entry(name).or_default().push(lib);
                 }
-                Err(e) => self.refuse(path, Some(trusted.sha256.clone()), e.0),
+                Err(e) => self.refuse(path, Some(sha256), e.0),
             }
         }
 
@@ -322,7 +402,10 @@ impl PluginManager {
         for (name, paths) in &claims {
             if paths.len() > 1 {
                 let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                let reason = format!("duplicate plugin name {name:?}: claimed by {}", list.join(" and "));
+                let reason = format!(
+                    "duplicate plugin name {name:?}: claimed by {}",
+                    list.join(" and ")
+                );
                 for p in paths {
                     self.refuse(p, None, reason.clone());
                 }
@@ -341,15 +424,31 @@ impl PluginManager {
         }
 
         // Files that disappeared: drain and stop their instances.
-        let gone: Vec<String> = st.libraries.iter().filter(|(_, l)| !present.contains(&l.source_path)).map(|(n, _)| n.clone()).collect();
+        let gone: Vec<String> = st
+            .libraries
+            .iter()
+            .filter(|(_, l)| !present.contains(&l.source_path))
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in gone {
             let lib = st.libraries.remove(&name).expect("listed");
             tracing::info!(plugin = %name, file = %lib.source_path.display(), "plugin file removed: draining and stopping its instances");
-            let instances: Vec<String> = st.running.iter().filter(|(_, r)| r.spec.plugin == name).map(|(n, _)| n.clone()).collect();
+            let instances: Vec<String> = st
+                .running
+                .iter()
+                .filter(|(_, r)| r.spec.plugin == name)
+                .map(|(n, _)| n.clone())
+                .collect();
             for inst in instances {
                 let r = st.running.remove(&inst).expect("listed");
                 self.stop_running(r, true).await;
-                self.status_of(&inst).set_state(State::Unhealthy, Some(format!("plugin file {} was removed", lib.source_path.display())));
+                self.status_of(&inst).set_state(
+                    State::Unhealthy,
+                    Some(format!(
+                        "plugin file {} was removed",
+                        lib.source_path.display()
+                    )),
+                );
             }
             self.inner.graveyard.bury(lib);
         }
@@ -360,7 +459,11 @@ impl PluginManager {
                 let status = self.status_of(&spec.name);
                 if status.state() != State::Unhealthy {
                     let file = opts.plugin_dir.join(files::file_name_for(&spec.plugin));
-                    status.unhealthy(format!("plugin {:?} not loaded: no usable {}", spec.plugin, file.display()));
+                    status.unhealthy(format!(
+                        "plugin {:?} not loaded: no usable {}",
+                        spec.plugin,
+                        file.display()
+                    ));
                 }
             }
         }
@@ -380,18 +483,30 @@ impl PluginManager {
     /// (or stays unhealthy when it had none). A library no instance can use is
     /// refused until its file changes.
     async fn install_library(&self, st: &mut State_, name: &str, lib: Arc<LoadedLibrary>) {
-        let specs: Vec<InstanceSpec> = st.specs.values().filter(|s| s.plugin == name).cloned().collect();
+        let specs: Vec<InstanceSpec> = st
+            .specs
+            .values()
+            .filter(|s| s.plugin == name)
+            .cloned()
+            .collect();
         let mut created = Vec::new();
         let mut last_failure = None;
         for spec in &specs {
             match self.create_started(&lib, spec).await {
                 Ok(w) => created.push((spec.clone(), w)),
                 Err(e) => {
-                    let why = format!("{} {} (sha256 {}) failed to start: {e}", lib.descriptor.name, lib.descriptor.version, &lib.sha256[..16]);
+                    let why = format!(
+                        "{} {} (sha256 {}) failed to start: {e}",
+                        lib.descriptor.name,
+                        lib.descriptor.version,
+                        &lib.sha256[..16]
+                    );
                     tracing::error!(instance = %spec.name, "{why}");
                     let status = self.status_of(&spec.name);
                     if st.running.contains_key(&spec.name) {
-                        status.record_error(format!("upgrade refused, previous generation keeps serving: {why}"));
+                        status.record_error(format!(
+                            "upgrade refused, previous generation keeps serving: {why}"
+                        ));
                     } else {
                         status.unhealthy(why);
                     }
@@ -402,7 +517,11 @@ impl PluginManager {
         if created.is_empty() && !specs.is_empty() {
             // Remember the file so it is not retried until it changes.
             let e = last_failure.unwrap_or_default();
-            self.refuse(&lib.source_path, Some(lib.sha256.clone()), format!("no instance could start: {e}"));
+            self.refuse(
+                &lib.source_path,
+                Some(lib.sha256.clone()),
+                format!("no instance could start: {e}"),
+            );
             self.inner.graveyard.bury(lib);
             return;
         }
@@ -425,13 +544,19 @@ impl PluginManager {
             match st.running.get(&spec.name) {
                 Some(r) => {
                     let (tx, rx) = oneshot::channel();
-                    if r.handle.control.send(Control::Upgrade(worker, gen, tx)).await.is_ok() {
+                    if r.handle
+                        .control
+                        .send(Control::Upgrade(worker, gen, tx))
+                        .await
+                        .is_ok()
+                    {
                         let _ = rx.await;
                     }
                 }
                 None => {
                     let handle = self.spawn_runner(&spec, &lib, worker, gen);
-                    st.running.insert(spec.name.clone(), Running { handle, spec });
+                    st.running
+                        .insert(spec.name.clone(), Running { handle, spec });
                 }
             }
         }
@@ -440,8 +565,19 @@ impl PluginManager {
         }
     }
 
-    async fn create_started(&self, lib: &Arc<LoadedLibrary>, spec: &InstanceSpec) -> Result<InstanceWorker, String> {
-        create_and_start(lib.clone(), spec, self.emit_target(lib), self.status_of(&spec.name), self.inner.opts.timeouts.call).await
+    async fn create_started(
+        &self,
+        lib: &Arc<LoadedLibrary>,
+        spec: &InstanceSpec,
+    ) -> Result<InstanceWorker, String> {
+        create_and_start(
+            lib.clone(),
+            spec,
+            self.emit_target(lib),
+            self.status_of(&spec.name),
+            self.inner.opts.timeouts.call,
+        )
+        .await
     }
 
     fn emit_target(&self, lib: &LoadedLibrary) -> Option<EmitTarget> {
@@ -452,7 +588,13 @@ impl PluginManager {
         Some(Arc::new(move |b| p.emit(b)))
     }
 
-    fn spawn_runner(&self, spec: &InstanceSpec, lib: &Arc<LoadedLibrary>, worker: InstanceWorker, gen: GenerationInfo) -> RunnerHandle {
+    fn spawn_runner(
+        &self,
+        spec: &InstanceSpec,
+        lib: &Arc<LoadedLibrary>,
+        worker: InstanceWorker,
+        gen: GenerationInfo,
+    ) -> RunnerHandle {
         let status = self.status_of(&spec.name);
         status.set_generation(gen);
         status.healthy();
@@ -469,30 +611,72 @@ impl PluginManager {
                 Box::pin(async move { create_and_start(lib, &spec, emit, status, timeout).await })
             })
         };
-        let common = RunnerCommon { status: status.clone(), timeouts: opts.timeouts.clone(), graveyard: self.inner.graveyard.clone(), respawn };
+        let common = RunnerCommon {
+            status: status.clone(),
+            timeouts: opts.timeouts.clone(),
+            graveyard: self.inner.graveyard.clone(),
+            respawn,
+        };
         let (tx, rx) = mpsc::channel(8);
         if lib.descriptor.kind_enum.is_sink() {
             let queue = SinkQueue::new(opts.queue_max_items, opts.queue_max_bytes, status.clone());
-            self.inner.pipeline.add_sink(&spec.name, lib.descriptor.data_types_flags, queue.clone());
-            let runner = SinkRunner { common, worker, queue: queue.clone(), retry: opts.retry.clone() };
-            RunnerHandle { control: tx, status, queue: Some(queue), task: tokio::spawn(runner.run(rx)) }
+            self.inner.pipeline.add_sink(
+                &spec.name,
+                lib.descriptor.data_types_flags,
+                queue.clone(),
+            );
+            let runner = SinkRunner {
+                common,
+                worker,
+                queue: queue.clone(),
+                retry: opts.retry.clone(),
+            };
+            RunnerHandle {
+                control: tx,
+                status,
+                queue: Some(queue),
+                task: tokio::spawn(runner.run(rx)),
+            }
         } else {
-            let runner = SourceRunner { common, worker, interval: spec.interval, pipeline: self.inner.pipeline.clone() };
-            RunnerHandle { control: tx, status, queue: None, task: tokio::spawn(runner.run(rx)) }
+            let runner = SourceRunner {
+                common,
+                worker,
+                interval: spec.interval,
+                pipeline: self.inner.pipeline.clone(),
+            };
+            RunnerHandle {
+                control: tx,
+                status,
+                queue: None,
+                task: tokio::spawn(runner.run(rx)),
+            }
         }
     }
 
     async fn stop_running(&self, r: Running, drain: bool) -> u64 {
         self.inner.pipeline.remove_sink(&r.spec.name);
         let (tx, rx) = oneshot::channel();
-        let left = if r.handle.control.send(Control::Stop { drain, deadline: self.inner.opts.drain_timeout, reply: tx }).await.is_ok() {
+        let left = if r
+            .handle
+            .control
+            .send(Control::Stop {
+                drain,
+                deadline: self.inner.opts.drain_timeout,
+                reply: tx,
+            })
+            .await
+            .is_ok()
+        {
             rx.await.unwrap_or(0)
         } else {
             0
         };
         let _ = r.handle.task.await;
         if left > 0 {
-            r.handle.status.drops.fetch_add(left, std::sync::atomic::Ordering::Relaxed);
+            r.handle
+                .status
+                .drops
+                .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(instance = %r.spec.name, items = left, "stopped with undelivered items (dropped)");
         }
         left
@@ -519,7 +703,11 @@ impl PluginManager {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev {
-                let relevant = ev.paths.iter().any(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| files::plugin_name_of(n).is_some()));
+                let relevant = ev.paths.iter().any(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| files::plugin_name_of(n).is_some())
+                });
                 if relevant {
                     let _ = tx.send(());
                 }
@@ -557,9 +745,16 @@ async fn create_and_start(
     status: Arc<InstanceStatus>,
     timeout: Duration,
 ) -> Result<InstanceWorker, String> {
-    let host = InstanceServices::handle(&lib.descriptor.name, &spec.name, emit, status.panics.clone());
+    let host = InstanceServices::handle(
+        &lib.descriptor.name,
+        &spec.name,
+        emit,
+        status.panics.clone(),
+    );
     let config = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
-    let worker = InstanceWorker::spawn(lib, &spec.name, config, host).await.map_err(|f| format!("create: {f}"))?;
+    let worker = InstanceWorker::spawn(lib, &spec.name, config, host)
+        .await
+        .map_err(|f| format!("create: {f}"))?;
     match worker.start(timeout).await {
         Ok(()) => Ok(worker),
         Err(e) => Err(format!("start: {e}")),

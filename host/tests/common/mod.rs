@@ -23,7 +23,11 @@ pub fn fixture(stem: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let p = target.join("debug").join(format!("libtfo_{stem}.so"));
-    assert!(p.exists(), "{} is not built: run scripts/build-fixtures.sh (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run scripts/build-fixtures.sh (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -44,22 +48,36 @@ pub fn options(dir: &Path, shadow_base: &Path) -> ManagerOptions {
     o.shadow_base = shadow_base.to_path_buf();
     o.debounce = Duration::from_millis(50);
     o.rescan_interval = Duration::ZERO;
-    o.timeouts = Timeouts { call: Duration::from_secs(20), shutdown: Duration::from_secs(2) };
+    o.timeouts = Timeouts {
+        call: Duration::from_secs(20),
+        shutdown: Duration::from_secs(2),
+    };
     o.drain_timeout = Duration::from_secs(20);
-    o.retry = RetryPolicy { initial: Duration::from_millis(10), max: Duration::from_millis(200), multiplier: 2.0, max_attempts: 0 };
+    o.retry = RetryPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(200),
+        multiplier: 2.0,
+        max_attempts: 0,
+    };
     o
 }
 
 /// An instance spec.
 pub fn spec(name: &str, plugin: &str, config: serde_json::Value) -> InstanceSpec {
-    InstanceSpec { name: name.into(), plugin: plugin.into(), config, interval: Duration::from_secs(10) }
+    InstanceSpec {
+        name: name.into(),
+        plugin: plugin.into(),
+        config,
+        interval: Duration::from_secs(10),
+    }
 }
 
 /// A batch of `n` gauge points valued `first..first+n`.
 pub fn numbered_batch(first: u64, n: u64) -> Arc<Batch> {
     let mut b = Batch::default();
     for v in first..first + n {
-        b.metrics.push(Metric::gauge("fixture.seq", "1", 1, v as f64, vec![]));
+        b.metrics
+            .push(Metric::gauge("fixture.seq", "1", 1, v as f64, vec![]));
     }
     Arc::new(b)
 }
@@ -80,7 +98,10 @@ pub fn recorded(path: &Path) -> Vec<(String, u64)> {
 pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let end = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -74,7 +74,10 @@ fn check_path(path: &Path) -> Option<String> {
         return Some(format!("{} does not name a file", path.display()));
     }
     if path.is_dir() {
-        return Some(format!("{} is a directory, expected a file", path.display()));
+        return Some(format!(
+            "{} is a directory, expected a file",
+            path.display()
+        ));
     }
     // `Path::parent` of a bare file name is the empty path: the working directory.
     let parent = match path.parent() {

@@ -443,19 +443,22 @@ mod tests {
 
     #[test]
     fn mixed_batch_order_is_metrics_spans_logs() {
-        let mut batch = Batch::default();
-        batch.logs = vec![LogRecord {
-            time_unix_nano: 0,
-            observed_time_unix_nano: 0,
-            severity_number: 0,
-            severity_text: "".into(),
-            body: AnyValue::Bool(false),
-            attributes: vec![].into(),
-            trace_id: [0; 16],
-            span_id: [0; 8],
-        }]
-        .into();
-        batch.metrics = vec![Metric::gauge("g", "1", 1, 1.0, vec![])].into();
+        // Logs listed before metrics: the output order does not follow field order.
+        let batch = Batch {
+            logs: vec![LogRecord {
+                time_unix_nano: 0,
+                observed_time_unix_nano: 0,
+                severity_number: 0,
+                severity_text: "".into(),
+                body: AnyValue::Bool(false),
+                attributes: vec![].into(),
+                trace_id: [0; 16],
+                span_id: [0; 8],
+            }]
+            .into(),
+            metrics: vec![Metric::gauge("g", "1", 1, 1.0, vec![])].into(),
+            ..Batch::default()
+        };
         let lines = encode_batch(&batch);
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains(r#""type":"metric""#));

@@ -1,0 +1,99 @@
+//! 200 alternating swaps of two different builds: every retired library must leave
+//! the address space (no shadow file left in /proc/self/maps) and RSS must stay flat.
+//! Its own test binary, so no other test's allocations move the RSS figure.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use serde_json::json;
+use tfo_agent::plugin::manager::PluginManager;
+
+fn rss_kib() -> u64 {
+    let s = fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn mapped_shadow_files(shadow: &std::path::Path) -> Vec<String> {
+    let prefix = shadow.to_string_lossy().into_owned();
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let mut v: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    let (a, b) = (fixture("counting_sink"), fixture("counting_sink_b"));
+    install(d, &a, "counting_sink");
+    let out = d.join("counted.txt");
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec("counter", "counting-sink", json!({"output": out}))],
+    )
+    .await
+    .unwrap();
+
+    let swap = |i: usize| {
+        let (src, _) = if i.is_multiple_of(2) {
+            (&b, "b")
+        } else {
+            (&a, "a")
+        };
+        install(d, src, "counting_sink");
+    };
+    // Warm up allocator pools and lazily initialised host state before measuring.
+    for i in 0..20 {
+        swap(i);
+        mgr.rescan().await;
+        mgr.pipeline().publish(numbered_batch(i as u64, 1));
+    }
+    wait_until(30, "warm-up exports", || {
+        mgr.status("counter").unwrap().items_exported == 20
+    })
+    .await;
+    let before = rss_kib();
+    let swaps = 200;
+    for i in 20..20 + swaps {
+        swap(i);
+        mgr.rescan().await;
+        assert_eq!(
+            mgr.status("counter").unwrap().generation.generation,
+            i as u64 + 2
+        );
+    }
+    // Retirement runs in the background after the switch; wait until it is done.
+    wait_until(60, "every retired library closed", || {
+        mgr.graveyard().unloaded >= (20 + swaps) as u64
+    })
+    .await;
+    let after = rss_kib();
+    let growth = after as i64 - before as i64;
+    let g = mgr.graveyard();
+    let mapped = mapped_shadow_files(mgr.shadow_dir());
+    eprintln!("200 swaps: RSS {before} KiB -> {after} KiB (growth {growth} KiB); graveyard {g:?}; mapped shadow files {mapped:?}");
+    assert_eq!(g.still_mapped, 0, "{g:?}");
+    assert_eq!(g.stuck_instances, 0);
+    assert_eq!(
+        mapped.len(),
+        1,
+        "only the serving generation may be mapped: {mapped:?}"
+    );
+    assert!(growth < 2048, "RSS grew by {growth} KiB over {swaps} swaps");
+    // Shadow copies of retired generations are deleted too.
+    let files = fs::read_dir(mgr.shadow_dir()).unwrap().count();
+    assert_eq!(files, 1);
+    mgr.shutdown().await;
+}
