@@ -1,0 +1,1 @@
+//! Code shared by tfo-agent plugins (see DESIGN.md §1).

@@ -1,0 +1,1 @@
+//! The otlp plugin (being written).
