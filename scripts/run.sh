@@ -17,7 +17,7 @@ mkdir -p "$stage"
 chmod 755 "$stage"
 for so in "$CARGO_TARGET_DIR"/release/libtfo_*.so; do
   name=$(basename "$so")
-  case "$name" in libtfo_counting_sink*|libtfo_panicking_sink*|libtfo_slow_shutdown_sink*|libtfo_failing_init*|libtfo_incompatible_abi*|libtfo_bench_sink*) continue ;; esac
+  case "$name" in libtfo_counting_sink*|libtfo_panicking_sink*|libtfo_slow_shutdown_sink*|libtfo_failing_init*|libtfo_incompatible_abi*|libtfo_bench_sink*|libtfo_ticker_source*) continue ;; esac
   install -m 0644 "$so" "$stage/$name.tmp"
   mv -f "$stage/$name.tmp" "$stage/$name"
 done

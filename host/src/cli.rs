@@ -23,6 +23,16 @@ pub enum Command {
         /// Config file.
         #[arg(long, default_value = "configs/tfo-agent.yaml")]
         config: PathBuf,
+        /// Collect once from every source, print what each sink would send, exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a config file and every enabled plugin's own config, printing each
+    /// problem with its path.
+    Validate {
+        /// Config file.
+        #[arg(long, default_value = "configs/tfo-agent.yaml")]
+        config: PathBuf,
     },
     /// Inspect plugin files without enabling them.
     Plugins {

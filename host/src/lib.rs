@@ -3,6 +3,7 @@
 //! code.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod pipeline;

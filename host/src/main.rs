@@ -20,19 +20,30 @@ fn main() {
             );
             0
         }
-        Command::Run { config } => {
-            init_logging();
-            tfo_agent::agent::run(&config)
+        Command::Run { config, once } => {
+            init_logging(if once { "warn" } else { "info" });
+            if once {
+                tfo_agent::agent::run_once(&config)
+            } else {
+                tfo_agent::agent::run(&config)
+            }
+        }
+        Command::Validate { config } => {
+            init_logging("warn");
+            tfo_agent::agent::validate(&config)
         }
     };
     std::process::exit(code);
 }
 
-fn init_logging() {
+/// Logs to stderr; `TFO_LOG` (e.g. `debug`, `tfo_agent=trace`) overrides the level.
+fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_env("TFO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("TFO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -70,6 +70,8 @@ pub struct InstanceStatus {
     pub items_collected: AtomicU64,
     /// Last export latency, microseconds.
     pub last_export_latency_us: AtomicU64,
+    /// Items waiting in the sink queue (kept by the queue).
+    pub queued_items: AtomicU64,
 }
 
 /// A point-in-time copy for the API.
@@ -106,6 +108,8 @@ pub struct StatusView {
     pub items_collected: u64,
     /// Last export latency in seconds.
     pub last_export_latency_seconds: f64,
+    /// Items waiting in the sink queue.
+    pub queued_items: u64,
 }
 
 impl InstanceStatus {
@@ -129,6 +133,7 @@ impl InstanceStatus {
             panics: Arc::new(AtomicU64::new(0)),
             items_collected: AtomicU64::new(0),
             last_export_latency_us: AtomicU64::new(0),
+            queued_items: AtomicU64::new(0),
         })
     }
 
@@ -199,6 +204,7 @@ impl InstanceStatus {
             panics: get(&self.panics),
             items_collected: get(&self.items_collected),
             last_export_latency_seconds: get(&self.last_export_latency_us) as f64 / 1e6,
+            queued_items: get(&self.queued_items),
         }
     }
 }

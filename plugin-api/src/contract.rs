@@ -349,6 +349,17 @@ pub trait PluginInstance: Send {
     /// Stops all work and joins the plugin's own threads within `deadline_ms`.
     #[sabi(last_prefix_field)]
     fn shutdown(&mut self, deadline_ms: u64) -> RResult<(), PluginError>;
+
+    /// Sinks: renders what `export` would send for `batch`, without sending it
+    /// (`tfo-agent run --once`). Added after the prefix, so a plugin built without it
+    /// still loads and answers `Unsupported` through this default.
+    fn preview(&mut self, batch: &Batch) -> RResult<RString, PluginError> {
+        let _ = batch;
+        RResult::RErr(PluginError::of(
+            ErrorKind::Unsupported,
+            "this plugin cannot preview",
+        ))
+    }
 }
 
 /// A boxed instance as returned by `create`.

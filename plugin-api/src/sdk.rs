@@ -147,6 +147,14 @@ pub trait Plugin: Send + 'static {
     fn flush(&mut self, _ctx: &Context) -> Result<(), PluginError> {
         Ok(())
     }
+    /// Sinks: what `export` would send for `batch` (the request body as text), for
+    /// `tfo-agent run --once`. Must not send anything.
+    fn preview(&mut self, _ctx: &Context, _batch: &Batch) -> Result<String, PluginError> {
+        Err(PluginError::of(
+            ErrorKind::Unsupported,
+            "this plugin cannot preview",
+        ))
+    }
     /// Stop background work. The SDK shuts the instance runtime down afterwards.
     fn shutdown(&mut self, _ctx: &Context, _deadline: Duration) -> Result<(), PluginError> {
         Ok(())
@@ -267,6 +275,19 @@ impl<P: Plugin> PluginInstance for Guarded<P> {
         ctx.shutdown_runtime(left);
         res.into()
     }
+    fn preview(&mut self, batch: &Batch) -> RResult<RString, PluginError> {
+        self.preview_impl(batch)
+    }
+}
+
+impl<P: Plugin> Guarded<P> {
+    fn preview_impl(&mut self, batch: &Batch) -> RResult<RString, PluginError> {
+        let Guarded { plugin, ctx } = self;
+        guard(ctx, "preview", || {
+            plugin.preview(ctx, batch).map(RString::from)
+        })
+        .into()
+    }
 }
 
 impl<P: Plugin> Drop for Guarded<P> {
@@ -297,7 +318,14 @@ where
         let config: C = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            CreateError::config(path, e.into_inner().to_string())
+            // serde_json appends a position in the JSON the host generated, which
+            // means nothing to the user editing YAML: drop it.
+            let msg = e.into_inner().to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+                _ => msg,
+            };
+            CreateError::config(path, msg)
         })?;
         ctor(&ctx, config)
     });

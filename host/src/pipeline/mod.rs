@@ -1,12 +1,19 @@
-//! The host pipeline: per-sink bounded queues fed by sources (fan-out shares one
-//! `Arc<Batch>`, nothing is copied), and the runners that drive instances.
+//! The host pipeline: sources submit batches; a batcher merges them by size and
+//! time (per resource and route set), adds the agent's resource attributes, and fans
+//! each merged batch out to the sink queues as one shared `Arc<Batch>` (no copy per
+//! sink); runners drive the instances.
 
 pub mod queue;
+pub mod render;
 pub mod runner;
 
-use std::sync::{Arc, RwLock};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use tfo_plugin_api::{Batch, DataTypes, EmitStatus};
+use tfo_plugin_api::{Batch, DataTypes, EmitStatus, KeyValue};
+use tokio::sync::mpsc;
 
 use queue::{QueuedBatch, SinkQueue};
 
@@ -16,13 +23,71 @@ struct Route {
     queue: Arc<SinkQueue>,
 }
 
-/// Fan-out from sources to sink queues.
-#[derive(Clone, Default)]
+/// Which sinks a source feeds: `None` = every sink accepting the data.
+pub type Routes = Option<Arc<[String]>>;
+
+enum Msg {
+    Batch { routes: Routes, batch: Batch },
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Fan-out from sources to sink queues, with batching in front.
+#[derive(Clone)]
 pub struct Pipeline {
     routes: Arc<RwLock<Vec<Route>>>,
+    batcher: Option<mpsc::Sender<Msg>>,
+    resource: Arc<Vec<KeyValue>>,
+}
+
+impl Default for Pipeline {
+    /// A pipeline without batching (each submission is published at once).
+    fn default() -> Self {
+        Pipeline {
+            routes: Default::default(),
+            batcher: None,
+            resource: Default::default(),
+        }
+    }
+}
+
+/// Batching settings.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// Flush a merged batch at this many items...
+    pub max_items: u64,
+    /// ...or when it is this old.
+    pub flush_interval: Duration,
+    /// Attributes added to every batch's resource when absent (host.name, agent id,
+    /// tags).
+    pub resource: Vec<KeyValue>,
 }
 
 impl Pipeline {
+    /// A pipeline with a batcher task (needs a tokio runtime).
+    pub fn with_batching(settings: BatchSettings) -> Pipeline {
+        let (tx, rx) = mpsc::channel(1024);
+        let p = Pipeline {
+            routes: Default::default(),
+            batcher: Some(tx),
+            resource: Arc::new(settings.resource.clone()),
+        };
+        tokio::spawn(run_batcher(
+            p.clone_without_batcher(),
+            rx,
+            settings.max_items,
+            settings.flush_interval,
+        ));
+        p
+    }
+
+    fn clone_without_batcher(&self) -> Pipeline {
+        Pipeline {
+            routes: self.routes.clone(),
+            batcher: None,
+            resource: self.resource.clone(),
+        }
+    }
+
     /// Registers a sink's queue.
     pub fn add_sink(&self, instance: &str, accepts: DataTypes, queue: Arc<SinkQueue>) {
         let mut r = self.routes.write().unwrap_or_else(|e| e.into_inner());
@@ -42,22 +107,130 @@ impl Pipeline {
             .retain(|x| x.instance != instance);
     }
 
-    /// Queues the batch for every sink that accepts one of its data types; returns
-    /// how many sinks got it.
+    /// Queues a batch at once (no batching) for every sink that accepts one of its
+    /// data types; returns how many sinks got it.
     pub fn publish(&self, batch: Arc<Batch>) -> usize {
+        self.publish_routed(batch, &None)
+    }
+
+    /// Like [`publish`](Self::publish), restricted to `routes`.
+    pub fn publish_routed(&self, batch: Arc<Batch>, routes: &Routes) -> usize {
         let types = batch.data_types();
-        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let list = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
-        for r in routes.iter().filter(|r| r.accepts.intersects(types)) {
+        for r in list.iter().filter(|r| r.accepts.intersects(types)) {
+            if let Some(allowed) = routes {
+                if !allowed.iter().any(|a| *a == r.instance) {
+                    continue;
+                }
+            }
             r.queue.push(QueuedBatch::new(batch.clone()));
             n += 1;
         }
         n
     }
 
-    /// `emit` for push sources.
+    /// What sources call (collected batches and `emit`): batching, agent resource
+    /// attributes, then fan-out. `Full` when the batcher cannot keep up.
+    pub fn submit(&self, mut batch: Batch, routes: &Routes) -> EmitStatus {
+        if batch.is_empty() {
+            return EmitStatus::Accepted;
+        }
+        for kv in self.resource.iter() {
+            if !batch.resource.attributes.iter().any(|a| a.key == kv.key) {
+                batch.resource.attributes.push(kv.clone());
+            }
+        }
+        match &self.batcher {
+            Some(tx) => match tx.try_send(Msg::Batch {
+                routes: routes.clone(),
+                batch,
+            }) {
+                Ok(()) => EmitStatus::Accepted,
+                Err(mpsc::error::TrySendError::Full(_)) => EmitStatus::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => EmitStatus::Closed,
+            },
+            None => {
+                self.publish_routed(Arc::new(batch), routes);
+                EmitStatus::Accepted
+            }
+        }
+    }
+
+    /// Publishes everything the batcher holds (before sinks drain at shutdown).
+    pub async fn flush(&self) {
+        if let Some(tx) = &self.batcher {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if tx.send(Msg::Flush(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// `emit` for push sources with all routes.
     pub fn emit(&self, batch: Batch) -> EmitStatus {
-        self.publish(Arc::new(batch));
-        EmitStatus::Accepted
+        self.submit(batch, &None)
+    }
+}
+
+struct Pending {
+    routes: Routes,
+    batch: Batch,
+    since: tokio::time::Instant,
+}
+
+async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64, flush: Duration) {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut tick = tokio::time::interval(flush.max(Duration::from_millis(10)) / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            sub = rx.recv() => match sub {
+                Some(Msg::Flush(ack)) => {
+                    for p in pending.drain(..) {
+                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                    }
+                    let _ = ack.send(());
+                }
+                Some(Msg::Batch { routes, batch }) => {
+                    let slot = pending.iter_mut().position(|p| p.routes == routes && p.batch.resource == batch.resource);
+                    let i = match slot {
+                        Some(i) => {
+                            let p = &mut pending[i];
+                            p.batch.metrics.extend(batch.metrics);
+                            p.batch.spans.extend(batch.spans);
+                            p.batch.logs.extend(batch.logs);
+                            i
+                        }
+                        None => {
+                            pending.push(Pending { routes, batch, since: tokio::time::Instant::now() });
+                            pending.len() - 1
+                        }
+                    };
+                    if pending[i].batch.item_count() >= max_items {
+                        let p = pending.swap_remove(i);
+                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                    }
+                }
+                None => {
+                    for p in pending.drain(..) {
+                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                    }
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now();
+                let mut i = 0;
+                while i < pending.len() {
+                    if now.duration_since(pending[i].since) >= flush {
+                        let p = pending.swap_remove(i);
+                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
     }
 }

@@ -71,6 +71,10 @@ impl SinkQueue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn publish_len(&self, g: &Inner) {
+        self.status.queued_items.store(g.items, Ordering::Relaxed);
+    }
+
     /// Appends, evicting the oldest batches if the limits would be exceeded. Returns
     /// the number of items dropped.
     pub fn push(&self, qb: QueuedBatch) -> u64 {
@@ -88,6 +92,7 @@ impl SinkQueue {
             g.items += qb.items;
             g.bytes += qb.bytes;
             g.q.push_back(qb);
+            self.publish_len(&g);
         }
         if dropped > 0 {
             self.status.drops.fetch_add(dropped, Ordering::Relaxed);
@@ -105,6 +110,7 @@ impl SinkQueue {
             g.items += qb.items;
             g.bytes += qb.bytes;
             g.q.push_front(qb);
+            self.publish_len(&g);
         }
         self.notify.notify_one();
     }
@@ -115,6 +121,7 @@ impl SinkQueue {
         let qb = g.q.pop_front()?;
         g.items -= qb.items;
         g.bytes -= qb.bytes;
+        self.publish_len(&g);
         Some(qb)
     }
 

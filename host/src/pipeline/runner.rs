@@ -313,6 +313,8 @@ pub struct SourceRunner {
     pub interval: Duration,
     /// Where batches go.
     pub pipeline: Pipeline,
+    /// Which sinks it feeds.
+    pub routes: super::Routes,
 }
 
 impl SourceRunner {
@@ -323,6 +325,7 @@ impl SourceRunner {
             mut worker,
             interval,
             pipeline,
+            routes,
         } = self;
         let mut ticker = tokio::time::interval(if interval.is_zero() {
             Duration::from_secs(3600)
@@ -353,8 +356,9 @@ impl SourceRunner {
                         Ok(batch) => {
                             let n = batch.item_count();
                             common.status.items_collected.fetch_add(n, Ordering::Relaxed);
-                            if n > 0 {
-                                pipeline.publish(Arc::new(batch));
+                            if n > 0 && pipeline.submit(batch, &routes) == tfo_plugin_api::EmitStatus::Full {
+                                common.status.drops.fetch_add(n, Ordering::Relaxed);
+                                tracing::warn!(instance = %common.status.instance, items = n, "pipeline full: collected batch dropped");
                             }
                             if common.status.state() != crate::status::State::Healthy {
                                 common.status.healthy();

@@ -266,6 +266,15 @@ impl InstanceWorker {
         .await?
     }
 
+    /// `preview`: the text `export` would send, without sending it.
+    pub async fn preview(&self, batch: Arc<Batch>, timeout: Duration) -> Result<String, CallError> {
+        self.call(timeout, move |i| match i.preview(&batch) {
+            RResult::ROk(s) => Ok(s.to_string()),
+            RResult::RErr(e) => Err(from_plugin(&e)),
+        })
+        .await?
+    }
+
     /// `collect`; the batch is cloned into host memory on the instance thread.
     pub async fn collect(&self, timeout: Duration) -> Result<Batch, CallError> {
         self.call(timeout, |i| match i.collect() {

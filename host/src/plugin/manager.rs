@@ -63,6 +63,12 @@ pub struct ManagerOptions {
     pub queue_max_items: u64,
     /// Per-sink queue limit in bytes.
     pub queue_max_bytes: u64,
+    /// Batching: flush at this many items...
+    pub batch_max_items: u64,
+    /// ...or at this age (zero = no batching: sources publish directly).
+    pub flush_interval: Duration,
+    /// Resource attributes added to every collected batch (host.name, agent id, tags).
+    pub resource: Vec<tfo_plugin_api::KeyValue>,
 }
 
 impl ManagerOptions {
@@ -83,6 +89,9 @@ impl ManagerOptions {
             retry: RetryPolicy::default(),
             queue_max_items: 100_000,
             queue_max_bytes: 64 << 20,
+            batch_max_items: 1000,
+            flush_interval: Duration::ZERO,
+            resource: Vec::new(),
         }
     }
 }
@@ -98,6 +107,8 @@ pub struct InstanceSpec {
     pub config: serde_json::Value,
     /// Collection interval for polling sources.
     pub interval: Duration,
+    /// For sources: the sinks it feeds (`None` = all).
+    pub routes: Option<Vec<String>>,
 }
 
 /// A file the manager would not load, and why.
@@ -180,6 +191,15 @@ impl PluginManager {
                 )
             })?;
         let (scans, _) = watch::channel(0);
+        let pipeline = if opts.flush_interval.is_zero() {
+            Pipeline::default()
+        } else {
+            Pipeline::with_batching(crate::pipeline::BatchSettings {
+                max_items: opts.batch_max_items,
+                flush_interval: opts.flush_interval,
+                resource: opts.resource.clone(),
+            })
+        };
         let mut state = State_::default();
         let statuses = StdMutex::new(BTreeMap::new());
         for s in specs {
@@ -200,7 +220,7 @@ impl PluginManager {
                 statuses,
                 refused: StdMutex::new(BTreeMap::new()),
                 scans,
-                pipeline: Pipeline::default(),
+                pipeline,
             }),
         };
         mgr.rescan().await;
@@ -573,19 +593,30 @@ impl PluginManager {
         create_and_start(
             lib.clone(),
             spec,
-            self.emit_target(lib),
+            self.emit_target(lib, spec),
             self.status_of(&spec.name),
             self.inner.opts.timeouts.call,
         )
         .await
     }
 
-    fn emit_target(&self, lib: &LoadedLibrary) -> Option<EmitTarget> {
+    fn emit_target(&self, lib: &LoadedLibrary, spec: &InstanceSpec) -> Option<EmitTarget> {
         if !lib.descriptor.kind_enum.is_source() {
             return None;
         }
         let p = self.inner.pipeline.clone();
-        Some(Arc::new(move |b| p.emit(b)))
+        let routes = routes_of(spec);
+        let status = self.status_of(&spec.name);
+        Some(Arc::new(move |b: tfo_plugin_api::Batch| {
+            let n = b.item_count();
+            let r = p.submit(b, &routes);
+            if r == tfo_plugin_api::EmitStatus::Accepted {
+                status
+                    .items_collected
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            r
+        }))
     }
 
     fn spawn_runner(
@@ -600,8 +631,8 @@ impl PluginManager {
         status.healthy();
         let opts = &self.inner.opts;
         let respawn: Respawn = {
+            let emit = self.emit_target(lib, spec);
             let spec = spec.clone();
-            let emit = self.emit_target(lib);
             let status = status.clone();
             let timeout = opts.timeouts.call;
             Arc::new(move |lib| {
@@ -643,6 +674,7 @@ impl PluginManager {
                 worker,
                 interval: spec.interval,
                 pipeline: self.inner.pipeline.clone(),
+                routes: routes_of(spec),
             };
             RunnerHandle {
                 control: tx,
@@ -682,13 +714,21 @@ impl PluginManager {
         left
     }
 
-    /// Stops every instance (draining sinks within the drain timeout) and closes every
-    /// library. Returns the items left undelivered.
+    /// Stops every instance and closes every library: sources first, then the
+    /// batcher is flushed, then each sink drains its queue within the drain timeout.
+    /// Returns the items left undelivered.
     pub async fn shutdown(&self) -> u64 {
         let mut st = self.inner.state.lock().await;
         let running = std::mem::take(&mut st.running);
+        let (sources, sinks): (Vec<_>, Vec<_>) = running
+            .into_values()
+            .partition(|r| r.handle.queue.is_none());
+        for r in sources {
+            self.stop_running(r, false).await;
+        }
+        self.inner.pipeline.flush().await;
         let mut left = 0;
-        for (_, r) in running {
+        for r in sinks {
             left += self.stop_running(r, true).await;
         }
         for (_, lib) in std::mem::take(&mut st.libraries) {
@@ -696,6 +736,317 @@ impl PluginManager {
         }
         self.inner.graveyard.collect();
         left
+    }
+
+    /// Shows these integrations as `Disabled` in health and the API.
+    pub fn mark_disabled(&self, names: &[String]) {
+        let mut statuses = self
+            .inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        statuses.retain(|_, s| s.state() != State::Disabled);
+        for n in names {
+            if !statuses.contains_key(n) {
+                let s = InstanceStatus::new(n, "");
+                s.set_state(State::Disabled, None);
+                statuses.insert(n.clone(), s);
+            }
+        }
+    }
+
+    /// Applies a new set of instance specs (config reload). Unchanged instances are
+    /// not touched. A sink whose plugin config changed gets a new instance through
+    /// the upgrade path (its queue is kept); a changed source is restarted (it holds
+    /// no data); removed ones drain and stop; new ones start. A new config a plugin
+    /// refuses leaves the previous instance running and is reported. Returns one
+    /// line per change.
+    pub async fn apply_specs(&self, specs: Vec<InstanceSpec>) -> Vec<String> {
+        let mut st = self.inner.state.lock().await;
+        let mut report = Vec::new();
+        let mut new: BTreeMap<String, InstanceSpec> = BTreeMap::new();
+        for mut s in specs {
+            s.plugin = files::normalize_name(&s.plugin);
+            new.insert(s.name.clone(), s);
+        }
+        let removed: Vec<String> = st
+            .specs
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect();
+        for name in removed {
+            st.specs.remove(&name);
+            if let Some(r) = st.running.remove(&name) {
+                self.stop_running(r, true).await;
+            }
+            self.inner
+                .statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            report.push(format!("{name}: removed"));
+        }
+        for (name, spec) in new {
+            let old = st.specs.get(&name).cloned();
+            if old.as_ref() == Some(&spec) {
+                continue;
+            }
+            {
+                let mut statuses = self
+                    .inner
+                    .statuses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let fresh = statuses
+                    .get(&name)
+                    .is_none_or(|s| s.state() == State::Disabled || s.plugin != spec.plugin);
+                if fresh {
+                    statuses.insert(name.clone(), InstanceStatus::new(&name, &spec.plugin));
+                }
+            }
+            let Some(lib) = st.libraries.get(&spec.plugin).cloned() else {
+                if let Some(r) = st.running.remove(&name) {
+                    self.stop_running(r, true).await;
+                }
+                st.specs.insert(name.clone(), spec.clone());
+                let file = self
+                    .inner
+                    .opts
+                    .plugin_dir
+                    .join(files::file_name_for(&spec.plugin));
+                self.status_of(&name).unhealthy(format!(
+                    "plugin {:?} not loaded: no usable {}",
+                    spec.plugin,
+                    file.display()
+                ));
+                report.push(format!("{name}: plugin {} not loaded", spec.plugin));
+                continue;
+            };
+            let running_same_plugin = st
+                .running
+                .get(&name)
+                .is_some_and(|r| r.spec.plugin == spec.plugin);
+            let is_sink = lib.descriptor.kind_enum.is_sink();
+            match self.create_started(&lib, &spec).await {
+                Ok(worker) if running_same_plugin && is_sink => {
+                    let gen = self.next_generation(&mut st, &name, &lib);
+                    let r = st.running.get_mut(&name).expect("running");
+                    let (tx, rx) = oneshot::channel();
+                    if r.handle
+                        .control
+                        .send(Control::Upgrade(worker, gen, tx))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = rx.await;
+                    }
+                    r.spec = spec.clone();
+                    st.specs.insert(name.clone(), spec);
+                    report.push(format!("{name}: reconfigured (queue kept)"));
+                }
+                Ok(worker) => {
+                    if let Some(r) = st.running.remove(&name) {
+                        self.stop_running(r, true).await;
+                    }
+                    let gen = self.next_generation(&mut st, &name, &lib);
+                    let handle = self.spawn_runner(&spec, &lib, worker, gen);
+                    st.running.insert(
+                        name.clone(),
+                        Running {
+                            handle,
+                            spec: spec.clone(),
+                        },
+                    );
+                    st.specs.insert(name.clone(), spec);
+                    report.push(format!(
+                        "{name}: {}",
+                        if old.is_some() {
+                            "restarted with the new config"
+                        } else {
+                            "started"
+                        }
+                    ));
+                }
+                Err(e) => {
+                    let status = self.status_of(&name);
+                    if st.running.contains_key(&name) {
+                        status.record_error(format!(
+                            "new config refused, previous config keeps serving: {e}"
+                        ));
+                        report.push(format!(
+                            "{name}: new config refused, previous config keeps serving: {e}"
+                        ));
+                    } else {
+                        st.specs.insert(name.clone(), spec);
+                        status.unhealthy(format!("cannot start: {e}"));
+                        report.push(format!("{name}: cannot start: {e}"));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    fn next_generation(&self, st: &mut State_, name: &str, lib: &LoadedLibrary) -> GenerationInfo {
+        let g = st.generations.entry(name.to_string()).or_insert(0);
+        *g += 1;
+        GenerationInfo {
+            version: lib.descriptor.version.clone(),
+            file: lib.source_path.display().to_string(),
+            sha256: lib.sha256.clone(),
+            generation: *g,
+            plugin_api_version: lib.descriptor.plugin_api_version.clone(),
+        }
+    }
+
+    /// Runs each spec's plugin `create` (config validation) without starting it, and
+    /// returns `(instance, problem)` for every failure; `tfo-agent validate` prints them.
+    pub async fn validate_specs(&self, specs: &[InstanceSpec]) -> Vec<(String, String)> {
+        let st = self.inner.state.lock().await;
+        let mut problems = Vec::new();
+        for spec in specs {
+            let plugin = files::normalize_name(&spec.plugin);
+            let Some(lib) = st.libraries.get(&plugin).cloned() else {
+                let file = self
+                    .inner
+                    .opts
+                    .plugin_dir
+                    .join(files::file_name_for(&plugin));
+                let why = self
+                    .refusals()
+                    .into_iter()
+                    .find(|r| r.file == file)
+                    .map(|r| r.reason)
+                    .unwrap_or_else(|| "file not found".into());
+                problems.push((
+                    format!("integrations.{}.plugin", spec.name),
+                    format!(
+                        "plugin {plugin:?} not loadable from {}: {why}",
+                        file.display()
+                    ),
+                ));
+                continue;
+            };
+            let host = InstanceServices::handle(
+                &lib.descriptor.name,
+                &spec.name,
+                None,
+                Default::default(),
+            );
+            let config = serde_json::to_string(&spec.config).unwrap_or_default();
+            match InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await {
+                Ok(w) => {
+                    self.inner
+                        .graveyard
+                        .retire_instance(w, false, self.inner.opts.timeouts.shutdown)
+                        .await
+                }
+                Err(f) => {
+                    if f.config_errors.is_empty() {
+                        problems.push((format!("integrations.{}", spec.name), f.message));
+                    }
+                    for (path, msg) in f.config_errors {
+                        let full = if path.is_empty() {
+                            format!("integrations.{}", spec.name)
+                        } else {
+                            format!("integrations.{}.{path}", spec.name)
+                        };
+                        problems.push((full, msg));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// `run --once` (like Telegraf's `--test`): creates every instance without
+    /// starting it, collects once from each polling source, and renders for each
+    /// sink what it would send (the plugin's own preview, or the host's text form
+    /// when the plugin has none). Nothing is sent. Returns (sink, source, text).
+    pub async fn run_once(&self, specs: &[InstanceSpec]) -> Vec<(String, String, String)> {
+        let st = self.inner.state.lock().await;
+        let timeout = self.inner.opts.timeouts.call;
+        let mut sources = Vec::new();
+        let mut sinks = Vec::new();
+        let mut out = Vec::new();
+        for spec in specs {
+            let plugin = files::normalize_name(&spec.plugin);
+            let Some(lib) = st.libraries.get(&plugin).cloned() else {
+                out.push((
+                    spec.name.clone(),
+                    String::new(),
+                    format!("error: plugin {plugin:?} is not loaded"),
+                ));
+                continue;
+            };
+            let host = InstanceServices::handle(
+                &lib.descriptor.name,
+                &spec.name,
+                None,
+                Default::default(),
+            );
+            let config = serde_json::to_string(&spec.config).unwrap_or_default();
+            match InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await {
+                Ok(w) if lib.descriptor.kind_enum.is_sink() => {
+                    sinks.push((spec, lib.descriptor.data_types_flags, w))
+                }
+                Ok(w) => sources.push((spec, w)),
+                Err(e) => out.push((
+                    spec.name.clone(),
+                    String::new(),
+                    format!("error: create failed: {e}"),
+                )),
+            }
+        }
+        let mut batches = Vec::new();
+        for (spec, w) in &sources {
+            match w.collect(timeout).await {
+                Ok(mut b) => {
+                    for kv in &self.inner.opts.resource {
+                        if !b.resource.attributes.iter().any(|a| a.key == kv.key) {
+                            b.resource.attributes.push(kv.clone());
+                        }
+                    }
+                    batches.push((spec.name.clone(), spec.routes.clone(), Arc::new(b)));
+                }
+                Err(e) => out.push((
+                    String::new(),
+                    spec.name.clone(),
+                    format!("error: collect failed: {e}"),
+                )),
+            }
+        }
+        for (spec, accepts, w) in &sinks {
+            for (source, routes, b) in &batches {
+                if routes.as_ref().is_some_and(|r| !r.contains(&spec.name))
+                    || !accepts.intersects(b.data_types())
+                {
+                    continue;
+                }
+                let text = match w.preview(b.clone(), timeout).await {
+                    Ok(t) => t,
+                    Err(e) if e.kind == super::instance::CallErrorKind::Unsupported => {
+                        crate::pipeline::render::render_batch(b)
+                    }
+                    Err(e) => format!("error: preview failed: {e}"),
+                };
+                out.push((spec.name.clone(), source.clone(), text));
+            }
+        }
+        for (_, w) in sources {
+            self.inner
+                .graveyard
+                .retire_instance(w, false, self.inner.opts.timeouts.shutdown)
+                .await;
+        }
+        for (_, _, w) in sinks {
+            self.inner
+                .graveyard
+                .retire_instance(w, false, self.inner.opts.timeouts.shutdown)
+                .await;
+        }
+        out
     }
 
     fn spawn_watcher(&self) -> Result<(), String> {
@@ -736,6 +1087,12 @@ impl PluginManager {
         });
         Ok(())
     }
+}
+
+fn routes_of(spec: &InstanceSpec) -> crate::pipeline::Routes {
+    spec.routes
+        .as_ref()
+        .map(|r| r.iter().cloned().collect::<Vec<_>>().into())
 }
 
 async fn create_and_start(

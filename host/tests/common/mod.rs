@@ -69,6 +69,7 @@ pub fn spec(name: &str, plugin: &str, config: serde_json::Value) -> InstanceSpec
         plugin: plugin.into(),
         config,
         interval: Duration::from_secs(10),
+        routes: None,
     }
 }
 

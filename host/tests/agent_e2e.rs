@@ -1,0 +1,420 @@
+//! The agent as a user runs it: the built binary with a temp config. Health, plugins
+//! and metrics endpoints with a bearer token, a hot swap of a sink library while a
+//! source runs, SIGHUP with a changed and an invalid config, `validate`, `run --once`,
+//! and bad configs rejected with their path.
+
+mod common;
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+struct Agent {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+const TOKEN: &str = "s3cret-token";
+
+impl Agent {
+    /// Plugins: ticker source + counting sink (build A). `extra` is appended to the
+    /// integrations block.
+    fn config_text(dir: &Path, port: u16, out: &Path, extra: &str) -> String {
+        format!(
+            "agent:\n  id: e2e\nplugins:\n  dir: {plugins}\n  debounce: 50ms\n  shadow_dir: {dir}\nhttp:\n  listen: 127.0.0.1:{port}\n  token: ${{E2E_TOKEN}}\npipeline:\n  flush_interval: 50ms\n  batch_max_items: 50\n  shutdown_timeout: 20s\n  retry: {{initial: 10ms, max: 100ms}}\nintegrations:\n  ticker:\n    enabled: true\n    plugin: ticker-source\n    interval: 20ms\n    per_collect: 3\n  counter:\n    enabled: true\n    plugin: counting-sink\n    output: {out}\n  unused:\n    enabled: false\n{extra}",
+            plugins = dir.join("plugins").display(),
+            dir = dir.display(),
+            out = out.display(),
+        )
+    }
+
+    fn start(extra: &str) -> Agent {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let plugins = dir.join("plugins");
+        fs::create_dir(&plugins).unwrap();
+        install(&plugins, &fixture("ticker_source"), "ticker_source");
+        install(&plugins, &fixture("counting_sink"), "counting_sink");
+        let port = free_port();
+        fs::write(
+            dir.join("agent.yaml"),
+            Self::config_text(&dir, port, &dir.join("out.txt"), extra),
+        )
+        .unwrap();
+        let log = dir.join("agent.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+            .args(["run", "--config"])
+            .arg(dir.join("agent.yaml"))
+            .env("E2E_TOKEN", TOKEN)
+            .env("TFO_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let a = Agent {
+            child,
+            port,
+            log,
+            _dir: tmp,
+            dir,
+        };
+        a.wait_for(
+            |a| a.get("/health").is_some_and(|(s, _)| s == 200),
+            "agent healthy",
+        );
+        a
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path, Some(TOKEN))
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(path).unwrap().1).unwrap()
+    }
+
+    fn generation(&self, instance: &str) -> (u64, String) {
+        let v = self.json("/plugins");
+        let e = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["instance"] == instance)
+            .unwrap()
+            .clone();
+        (
+            e["generation"].as_u64().unwrap(),
+            e["version"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Polls (there is no push signal across processes) until `cond` or 30 s.
+    fn wait_for(&self, cond: impl Fn(&Agent) -> bool, what: &str) {
+        let end = Instant::now() + Duration::from_secs(30);
+        while !cond(self) {
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; log:\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, wait; returns the exit code, the log, and the directory (kept alive so
+    /// the caller can read what the sinks wrote).
+    fn stop(mut self) -> (i32, String, tempfile::TempDir) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        (status.code().unwrap_or(-1), log, self._dir)
+    }
+}
+
+fn values(path: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = recorded(path).into_iter().map(|(_, n)| n).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn health_plugins_metrics_and_the_bearer_token() {
+    let a = Agent::start("");
+    // Without or with a wrong token: 401.
+    assert_eq!(http_get(a.port, "/health", None).unwrap().0, 401);
+    assert_eq!(http_get(a.port, "/health", Some("nope")).unwrap().0, 401);
+
+    let h = a.json("/health");
+    assert_eq!(h["status"], "healthy");
+    let states: Vec<(String, String)> = h["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["instance"].as_str().unwrap().to_string(),
+                i["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("unused".into(), "Disabled".into())),
+        "{states:?}"
+    );
+    assert!(states.contains(&("counter".into(), "Healthy".into())));
+
+    let p = a.json("/plugins");
+    let arr = p.as_array().unwrap();
+    assert_eq!(arr.len(), 2, "{p}");
+    for e in arr {
+        for k in [
+            "instance",
+            "plugin",
+            "version",
+            "file",
+            "sha256",
+            "generation",
+            "state",
+        ] {
+            assert!(!e[k].is_null(), "missing {k} in {e}");
+        }
+    }
+    let counter = arr.iter().find(|e| e["instance"] == "counter").unwrap();
+    assert_eq!(counter["plugin"], "counting-sink");
+    assert_eq!(counter["generation"], 1);
+    assert_eq!(
+        counter["sha256"].as_str().unwrap(),
+        tfo_agent::plugin::files::sha256_hex(&fs::read(fixture("counting_sink")).unwrap())
+    );
+
+    a.wait_for(
+        |a| {
+            a.get("/metrics").unwrap().1.lines().any(|l| {
+                l.starts_with("tfo_agent_items_exported_total{instance=\"counter\"")
+                    && !l.ends_with(" 0")
+            })
+        },
+        "exported items in /metrics",
+    );
+    let m = a.get("/metrics").unwrap().1;
+    for needle in [
+        "# TYPE tfo_agent_items_exported_total counter",
+        "tfo_agent_integration_state{instance=\"counter\",state=\"Healthy\"} 1",
+        "tfo_agent_plugin_generation{instance=\"counter\"",
+        "tfo_agent_config_reloads_total{result=\"ok\"} 0",
+    ] {
+        assert!(m.contains(needle), "{needle} not in /metrics:\n{m}");
+    }
+    assert_eq!(a.get("/nope").unwrap().0, 404);
+    let (code, log, _dir) = a.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(TOKEN), "the token must never be logged");
+}
+
+#[test]
+fn hot_swap_of_the_sink_while_the_source_runs_loses_nothing() {
+    let a = Agent::start("");
+    let plugins = a.dir.join("plugins");
+    for i in 0..6u32 {
+        let (src, version) = if i.is_multiple_of(2) {
+            (fixture("counting_sink_b"), "1.0.0-b")
+        } else {
+            (fixture("counting_sink"), "1.0.0-a")
+        };
+        install(&plugins, &src, "counting_sink");
+        let want = u64::from(i) + 2;
+        a.wait_for(
+            |a| a.generation("counter") == (want, version.to_string()),
+            &format!("generation {want}"),
+        );
+    }
+    let out = a.dir.join("out.txt");
+    let (code, log, _dir) = a.stop();
+    assert_eq!(code, 0, "{log}");
+    let v = values(&out);
+    assert!(
+        v.len() > 30,
+        "the ticker ran: {} values; log:\n{log}",
+        v.len()
+    );
+    let expected: Vec<u64> = (0..v.len() as u64).collect();
+    assert_eq!(
+        v, expected,
+        "every value exactly once, none missing (drained at shutdown)"
+    );
+    let versions: std::collections::BTreeSet<String> =
+        recorded(&out).into_iter().map(|(ver, _)| ver).collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+}
+
+#[test]
+fn sighup_applies_a_changed_config_and_refuses_an_invalid_one() {
+    let a = Agent::start("");
+    let cfg = a.dir.join("agent.yaml");
+    let out2 = a.dir.join("out2.txt");
+    let text = fs::read_to_string(&cfg).unwrap();
+    let changed = text.replace(
+        &format!("output: {}", a.dir.join("out.txt").display()),
+        &format!("output: {}", out2.display()),
+    );
+    assert_ne!(text, changed);
+    fs::write(&cfg, &changed).unwrap();
+    a.signal(libc::SIGHUP);
+    a.wait_for(|a| a.generation("counter").0 == 2, "counter reconfigured");
+    a.wait_for(|_| !values(&out2).is_empty(), "data in the new output");
+    assert_eq!(
+        a.generation("ticker").0,
+        1,
+        "unchanged integrations are not touched"
+    );
+
+    // An invalid config is refused and the running one kept.
+    fs::write(&cfg, format!("{changed}\nbogus_section: 1\n")).unwrap();
+    a.signal(libc::SIGHUP);
+    a.wait_for(
+        |a| {
+            a.get("/metrics").unwrap().1.lines().any(|l| {
+                l.starts_with("tfo_agent_config_reloads_total{result=\"failed\"}")
+                    && !l.ends_with(" 0")
+            })
+        },
+        "failed reload counted",
+    );
+    let before = values(&out2).len();
+    a.wait_for(
+        |_| values(&out2).len() > before,
+        "still exporting after the refused reload",
+    );
+    assert_eq!(a.json("/health")["status"], "healthy");
+    let (code, log, _dir) = a.stop();
+    assert_eq!(code, 0);
+    assert!(
+        log.contains("config reload")
+            && log.contains("refused")
+            && log.contains("unknown field `bogus_section`"),
+        "{log}"
+    );
+    // Nothing lost across the reconfiguration: out.txt and out2.txt together hold 0..n.
+    let mut all = values(&a_dir_file(&out2, "out.txt"));
+    all.extend(values(&out2));
+    all.sort();
+    assert!(all.len() > 10, "{} values", all.len());
+    let expected: Vec<u64> = (0..all.len() as u64).collect();
+    assert_eq!(all, expected);
+}
+
+fn a_dir_file(sibling: &Path, name: &str) -> PathBuf {
+    sibling.parent().unwrap().join(name)
+}
+
+#[test]
+fn validate_and_run_reject_bad_configs_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugins = d.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    install(&plugins, &fixture("counting_sink"), "counting_sink");
+    let base = format!("plugins:\n  dir: {}\n", plugins.display());
+    let cases = [
+        (format!("{base}agent: {{name: x}}\n"), "agent.name: unknown field `name`"),
+        (format!("{base}pipeline:\n  retry:\n    initial: soon\n"), "pipeline.retry.initial: invalid duration"),
+        (format!("{base}http:\n  listen: ${{NOT_SET_ANYWHERE}}\n"), "environment variable NOT_SET_ANYWHERE is not set"),
+        (format!("{base}integrations:\n  c:\n    enabled: true\n    plugin: counting-sink\n    output: /tmp/x\n    typo: 1\n"), "integrations.c.typo: unknown field `typo`"),
+        (format!("{base}integrations:\n  c:\n    enabled: true\n    plugin: counting-sink\n    output: \"\"\n"), "integrations.c.output: must not be empty"),
+        (format!("{base}integrations:\n  c:\n    enabled: true\n    plugin: missing-plugin\n"), "integrations.c.plugin: plugin \"missing-plugin\" not loadable"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = d.join(format!("bad{i}.yaml"));
+        fs::write(&f, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+            .args(["validate", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(want), "{text}: {err:?} lacks {want:?}");
+    }
+    // `run` refuses a config that does not parse, before doing anything.
+    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["run", "--config"])
+        .arg(d.join("bad0.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agent.name: unknown field `name`"));
+    // A good config validates.
+    let good = d.join("good.yaml");
+    fs::write(&good, format!("{base}integrations:\n  c:\n    enabled: true\n    plugin: counting-sink\n    output: {}\n", d.join("o").display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["validate", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !d.join("o").exists() || fs::read(d.join("o")).unwrap().is_empty(),
+        "validate exports nothing"
+    );
+}
+
+#[test]
+fn run_once_prints_what_each_sink_would_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugins = d.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    install(&plugins, &fixture("ticker_source"), "ticker_source");
+    install(&plugins, &fixture("counting_sink"), "counting_sink");
+    let out_file = d.join("never.txt");
+    let cfg = d.join("a.yaml");
+    fs::write(&cfg, format!("plugins:\n  dir: {}\nagent:\n  hostname: once-host\nintegrations:\n  t:\n    enabled: true\n    plugin: ticker-source\n    per_collect: 2\n  c:\n    enabled: true\n    plugin: counting-sink\n    output: {}\n", plugins.display(), out_file.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("==> sink c <- source t"), "{stdout}");
+    assert!(stdout.contains("host.name=\"once-host\""), "{stdout}");
+    assert_eq!(stdout.matches("metric fixture.seq").count(), 2, "{stdout}");
+    assert!(
+        fs::read_to_string(&out_file).unwrap_or_default().is_empty(),
+        "--once sends nothing"
+    );
+}
