@@ -65,9 +65,14 @@ fn load(path: &Path) -> Result<Config, i32> {
     })
 }
 
-/// `tfo-agent validate --config FILE`: the file, then every enabled integration's
-/// config through its plugin's `create`. Prints each problem with its path.
-pub fn validate(path: &Path) -> i32 {
+/// Loads the config and runs `job` with a manager that has loaded the plugin
+/// directory but started nothing (no watcher, no rescans, no batching): what
+/// `validate` and `run --once` need.
+fn offline<F, Fut>(path: &Path, job: F) -> i32
+where
+    F: FnOnce(PluginManager, Vec<crate::plugin::manager::InstanceSpec>) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -88,13 +93,20 @@ pub fn validate(path: &Path) -> i32 {
         opts.watch = false;
         opts.rescan_interval = Duration::ZERO;
         opts.flush_interval = Duration::ZERO;
-        let mgr = match PluginManager::start(opts, vec![]).await {
-            Ok(m) => m,
+        match PluginManager::start(opts, vec![]).await {
+            Ok(mgr) => job(mgr, specs).await,
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
-                return 2;
+                2
             }
-        };
+        }
+    })
+}
+
+/// `tfo-agent validate --config FILE`: the file, then every enabled integration's
+/// config through its plugin's `create`. Prints each problem with its path.
+pub fn validate(path: &Path) -> i32 {
+    offline(path, |mgr, specs| async move {
         let problems = mgr.validate_specs(&specs).await;
         mgr.shutdown().await;
         if problems.is_empty() {
@@ -117,33 +129,7 @@ pub fn validate(path: &Path) -> i32 {
 
 /// `tfo-agent run --once`: collect once, print what each sink would send, exit.
 pub fn run_once(path: &Path) -> i32 {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let specs = match config.instance_specs() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return 2;
-        }
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    rt.block_on(async {
-        let mut opts = options(&config);
-        opts.watch = false;
-        opts.rescan_interval = Duration::ZERO;
-        opts.flush_interval = Duration::ZERO;
-        let mgr = match PluginManager::start(opts, vec![]).await {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        };
+    offline(path, |mgr, specs| async move {
         for r in mgr.refusals() {
             eprintln!(
                 "warning: plugin file {} refused: {}",
@@ -156,11 +142,14 @@ pub fn run_once(path: &Path) -> i32 {
         let mut failed = false;
         for (sink, source, text) in &out {
             failed |= text.starts_with("error:");
-            println!(
-                "==> sink {} <- source {}",
-                if sink.is_empty() { "-" } else { sink },
-                if source.is_empty() { "-" } else { source }
-            );
+            let name = |s: &String| {
+                if s.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.clone()
+                }
+            };
+            println!("==> sink {} <- source {}", name(sink), name(source));
             println!("{}", text.trim_end());
         }
         if out.is_empty() {

@@ -928,14 +928,7 @@ impl PluginManager {
                 ));
                 continue;
             };
-            let host = InstanceServices::handle(
-                &lib.descriptor.name,
-                &spec.name,
-                None,
-                Default::default(),
-            );
-            let config = serde_json::to_string(&spec.config).unwrap_or_default();
-            match InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await {
+            match spawn_instance(&lib, spec, None, Default::default()).await {
                 Ok(w) => {
                     self.inner
                         .graveyard
@@ -980,14 +973,7 @@ impl PluginManager {
                 ));
                 continue;
             };
-            let host = InstanceServices::handle(
-                &lib.descriptor.name,
-                &spec.name,
-                None,
-                Default::default(),
-            );
-            let config = serde_json::to_string(&spec.config).unwrap_or_default();
-            match InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await {
+            match spawn_instance(&lib, spec, None, Default::default()).await {
                 Ok(w) if lib.descriptor.kind_enum.is_sink() => {
                     sinks.push((spec, lib.descriptor.data_types_flags, w))
                 }
@@ -1095,6 +1081,18 @@ fn routes_of(spec: &InstanceSpec) -> crate::pipeline::Routes {
         .map(|r| r.iter().cloned().collect::<Vec<_>>().into())
 }
 
+/// Creates (not starts) an instance of `lib` for `spec` on its own thread.
+async fn spawn_instance(
+    lib: &Arc<LoadedLibrary>,
+    spec: &InstanceSpec,
+    emit: Option<EmitTarget>,
+    panics: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<InstanceWorker, super::instance::CreateFailure> {
+    let host = InstanceServices::handle(&lib.descriptor.name, &spec.name, emit, panics);
+    let config = serde_json::to_string(&spec.config).unwrap_or_default();
+    InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await
+}
+
 async fn create_and_start(
     lib: Arc<LoadedLibrary>,
     spec: &InstanceSpec,
@@ -1102,14 +1100,7 @@ async fn create_and_start(
     status: Arc<InstanceStatus>,
     timeout: Duration,
 ) -> Result<InstanceWorker, String> {
-    let host = InstanceServices::handle(
-        &lib.descriptor.name,
-        &spec.name,
-        emit,
-        status.panics.clone(),
-    );
-    let config = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
-    let worker = InstanceWorker::spawn(lib, &spec.name, config, host)
+    let worker = spawn_instance(&lib, spec, emit, status.panics.clone())
         .await
         .map_err(|f| format!("create: {f}"))?;
     match worker.start(timeout).await {
