@@ -149,38 +149,61 @@ fn health(state: &ApiState) -> Response<Full<Bytes>> {
     )
 }
 
-/// One entry of `GET /plugins`.
+/// One entry of `GET /plugins`: a configured instance, or a plugin file the agent
+/// refused (`instance` null, `state` "Refused", `reason` says why).
 #[derive(Serialize)]
 struct PluginEntry {
-    instance: String,
+    instance: Option<String>,
     plugin: String,
     version: String,
     file: String,
     sha256: String,
     generation: u64,
-    state: State,
+    state: String,
     reason: Option<String>,
+    last_error: Option<String>,
     plugin_api_version: String,
 }
 
 async fn plugins(state: &ApiState) -> Response<Full<Bytes>> {
-    let list: Vec<PluginEntry> = state
+    let mut list: Vec<PluginEntry> = state
         .manager
         .statuses()
         .into_iter()
         .filter(|s| s.state != State::Disabled)
         .map(|s: StatusView| PluginEntry {
-            instance: s.instance,
+            instance: Some(s.instance),
             plugin: s.plugin,
             version: s.generation.version,
             file: s.generation.file,
             sha256: s.generation.sha256,
             generation: s.generation.generation,
-            state: s.state,
+            state: format!("{:?}", s.state),
             reason: s.reason,
+            last_error: s.last_error,
             plugin_api_version: s.generation.plugin_api_version,
         })
         .collect();
+    for r in state.manager.refusals() {
+        let name = r
+            .file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(crate::plugin::files::plugin_name_of)
+            .unwrap_or_default();
+        list.push(PluginEntry {
+            instance: None,
+            plugin: name,
+            version: String::new(),
+            file: r.file.display().to_string(),
+            sha256: r.sha256.unwrap_or_default(),
+            generation: 0,
+            state: "Refused".into(),
+            reason: Some(r.reason),
+            last_error: None,
+            plugin_api_version: String::new(),
+        });
+    }
     json(StatusCode::OK, &list)
 }
 

@@ -416,3 +416,32 @@ async fn an_instance_that_will_not_shut_down_in_time_is_kept_loaded() {
     assert_eq!(g.stuck_instances, 1, "{g:?}");
     assert_eq!(g.unloaded, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sha256_allow_list_is_enforced() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    install(d, &fixture("counting_sink"), "counting_sink");
+    install(d, &fixture("panicking_sink"), "panicking_sink");
+    let allowed =
+        tfo_agent::plugin::files::sha256_hex(&fs::read(fixture("counting_sink")).unwrap());
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    opts.allow_sha256 = Some([allowed].into_iter().collect());
+    let mgr = PluginManager::start(opts, vec![]).await.unwrap();
+    let libs: Vec<String> = mgr
+        .libraries()
+        .await
+        .into_iter()
+        .map(|l| l.descriptor.name)
+        .collect();
+    assert_eq!(libs, vec!["counting-sink"]);
+    let refused = mgr.refusals();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].file.ends_with("libtfo_panicking_sink.so"));
+    assert!(
+        refused[0].reason.contains("is not in plugins.allow_sha256"),
+        "{}",
+        refused[0].reason
+    );
+}

@@ -67,7 +67,15 @@ pub struct LoadedLibrary {
     /// The ABI identity string the plugin exported.
     pub abi_info: String,
     module: PluginModRef,
-    raw: Option<RawLibrary>,
+    raw: Option<Handles>,
+}
+
+/// The two references the host holds on a library: the `RTLD_NOW | RTLD_LOCAL`
+/// open that resolves every symbol at load time (a missing symbol is a load error,
+/// not a crash later), and abi_stable's handle on the same mapping.
+struct Handles {
+    _abi: RawLibrary,
+    _now: libloading::os::unix::Library,
 }
 
 impl std::fmt::Debug for LoadedLibrary {
@@ -212,7 +220,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadError> {
+fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError> {
+    // SAFETY: loading runs the library's initialisers; the file passed the trust and
+    // ELF checks, which is all the host can know before running its code.
+    let now = unsafe {
+        libloading::os::unix::Library::open(Some(path), libc::RTLD_NOW | libc::RTLD_LOCAL)
+    }
+    .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
     let raw = RawLibrary::load_at(path)
         .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
     // 1. Our identity symbol, read without touching any abi_stable type.
@@ -262,7 +276,14 @@ fn load_shadow(path: &Path) -> Result<(RawLibrary, PluginModRef, String), LoadEr
     let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
         .map_err(|e| incompatible(&first_line(&e.to_string())))?;
     let _ = <PluginModRef as RootModule>::NAME;
-    Ok((raw, module, abi_info))
+    Ok((
+        Handles {
+            _abi: raw,
+            _now: now,
+        },
+        module,
+        abi_info,
+    ))
 }
 
 fn first_line(s: &str) -> String {
