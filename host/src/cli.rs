@@ -56,6 +56,21 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Conformance kit: exercise a plugin's contract in a scratch host and report
+    /// pass/fail per point.
+    Check {
+        /// The plugin file.
+        file: PathBuf,
+        /// The plugin's own config (YAML or JSON mapping of its keys); default `{}`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Deadline for each call, in seconds.
+        #[arg(long, default_value_t = 10)]
+        deadline: u64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one plugin file's descriptor and whether this agent can load it.
     Inspect {
         /// The plugin file.
@@ -199,4 +214,64 @@ pub fn list(dir: &Path, json: bool) -> i32 {
     } else {
         1
     }
+}
+
+/// `plugins check FILE`: exit 0 when every point passes, 1 otherwise.
+pub fn check(file: &Path, config: Option<&Path>, deadline: u64, json: bool) -> i32 {
+    let cfg = match config {
+        None => serde_json::json!({}),
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_yaml::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) if v.is_object() => v,
+            Ok(_) => {
+                eprintln!(
+                    "error: {}: must be a mapping of the plugin's keys",
+                    p.display()
+                );
+                return 2;
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                return 2;
+            }
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let points = rt.block_on(crate::conformance::check(
+        file,
+        cfg,
+        std::time::Duration::from_secs(deadline),
+    ));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&points).expect("serializable")
+        );
+    } else {
+        for p in &points {
+            println!(
+                "{} {:<30} {}",
+                if p.pass { "PASS" } else { "FAIL" },
+                p.name,
+                p.detail
+            );
+        }
+    }
+    let failed = points.iter().filter(|p| !p.pass).count();
+    if !json {
+        println!("{} passed, {failed} failed", points.len() - failed);
+    }
+    i32::from(failed > 0)
 }

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod pipeline;
 pub mod plugin;
 pub mod status;

@@ -5,6 +5,11 @@ use tfo_agent::cli::{self, Cli, Command, PluginsCommand};
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Plugins { .. }) {
+        // One-shot inspection: resolve every symbol now, so a plugin with an
+        // unresolvable symbol is reported instead of failing later.
+        tfo_agent::plugin::library::set_bind_now(true);
+    }
     let code = match cli.command {
         Command::Plugins {
             command: PluginsCommand::Inspect { file, json },
@@ -12,6 +17,15 @@ fn main() {
         Command::Plugins {
             command: PluginsCommand::List { dir, json },
         } => cli::list(&dir, json),
+        Command::Plugins {
+            command:
+                PluginsCommand::Check {
+                    file,
+                    config,
+                    deadline,
+                    json,
+                },
+        } => cli::check(&file, config.as_deref(), deadline, json),
         Command::Version => {
             println!(
                 "tfo-agent {} ({})",

@@ -122,3 +122,72 @@ fn list_shows_every_plugin_and_flags_duplicates() {
         "{out}"
     );
 }
+
+#[test]
+fn plugins_check_reports_each_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    fs::write(
+        &cfg,
+        format!("output: {}\n", dir.path().join("o.txt").display()),
+    )
+    .unwrap();
+    let f = fixture("counting_sink");
+    let (code, out, err) = agent(&[
+        "plugins",
+        "check",
+        f.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for point in [
+        "trust",
+        "load",
+        "descriptor",
+        "config: unknown key refused",
+        "config: given config accepted",
+        "start",
+        "export reference batch",
+        "health",
+        "shutdown within deadline",
+        "unload",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(point)),
+            "{point} not passed:\n{out}"
+        );
+    }
+
+    // A plugin whose create always fails.
+    let (code, out, _) = agent(&[
+        "plugins",
+        "check",
+        fixture("failing_init").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("FAIL config: given config accepted"), "{out}");
+
+    // A plugin that leaves a thread running: kept loaded, reported, no crash.
+    let leak = dir.path().join("leak.yaml");
+    fs::write(&leak, "leak_thread: true\n").unwrap();
+    for _ in 0..3 {
+        let (code, out, err) = agent(&[
+            "plugins",
+            "check",
+            fixture("slow_shutdown_sink").to_str().unwrap(),
+            "--config",
+            leak.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            code,
+            Some(1),
+            "exit {code:?} (None = killed by a signal): {out}{err}"
+        );
+        assert!(
+            out.contains("FAIL shutdown within deadline") || out.contains("FAIL unload"),
+            "{out}"
+        );
+    }
+}

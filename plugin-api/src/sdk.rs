@@ -69,15 +69,22 @@ impl Context {
         self.host.emit(batch)
     }
 
-    /// The instance's own tokio runtime (two worker threads named after the
-    /// instance), built on first use and shut down in `shutdown`.
+    /// The instance's own tokio runtime (two worker threads named like the host's
+    /// instance thread), built on first use and shut down in `shutdown`.
     pub fn runtime(&self) -> tokio::runtime::Handle {
         self.runtime_handle
             .get_or_init(|| {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .max_blocking_threads(8)
-                    .thread_name(format!("tfo-{}-rt", self.instance))
+                    // Named like the host's instance thread (unique per
+                    // generation), so the host can tell if one outlives shutdown.
+                    .thread_name(
+                        std::thread::current()
+                            .name()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("tfo-{}-rt", self.instance)),
+                    )
                     .enable_all()
                     .build()
                     .expect("building the instance runtime");

@@ -106,6 +106,7 @@ pub struct InstanceWorker {
     exited: Option<oneshot::Receiver<()>>,
     library: Arc<LoadedLibrary>,
     name: String,
+    thread_name: String,
 }
 
 /// What retiring an instance thread achieved.
@@ -140,8 +141,9 @@ impl InstanceWorker {
         let (exit_tx, exit_rx) = oneshot::channel::<()>();
         let lib = library.clone();
         let name = instance_name.to_string();
+        let tname = thread_name(&name);
         let thread = std::thread::Builder::new()
-            .name(format!("tfo-{}", short(&name)))
+            .name(tname.clone())
             .spawn(move || {
                 let create = lib.module().create();
                 let created = create(host, RStr::from_str(&name), RStr::from_str(&config_json));
@@ -182,6 +184,7 @@ impl InstanceWorker {
             exited: Some(exit_rx),
             library,
             name: instance_name.to_string(),
+            thread_name: tname,
         };
         match created_rx.await {
             Ok(Ok(())) => Ok(worker),
@@ -333,6 +336,20 @@ impl InstanceWorker {
             if let Some(t) = self.thread.take() {
                 let _ = tokio::task::spawn_blocking(move || t.join()).await;
             }
+            // Threads the plugin started inherit the instance thread's name (or the
+            // SDK runtime's "tfo-<instance>-rt"). One still alive would run unmapped
+            // code after dlclose, so the library must stay.
+            let left = threads_named(&self.thread_name);
+            if !left.is_empty() {
+                tracing::error!(instance = %self.name, threads = ?left, "plugin threads outlived shutdown; its library stays loaded");
+                return (
+                    Retired::Stuck(StuckInstance {
+                        thread: None,
+                        library: self.library.clone(),
+                    }),
+                    shutdown_err,
+                );
+            }
             (Retired::Joined, shutdown_err)
         } else {
             tracing::error!(instance = %self.name, "instance thread did not end within {deadline:?}; its library stays loaded");
@@ -355,6 +372,29 @@ impl Drop for InstanceWorker {
     }
 }
 
-fn short(name: &str) -> String {
-    name.chars().take(11).collect()
+/// A name unique to this instance thread, within the 15 bytes Linux keeps: "tfo",
+/// a process-wide counter in hex, "-", then as much of the instance name as fits.
+/// Threads the plugin starts from this thread inherit the name, and the SDK names
+/// its runtime threads after it, so leftovers can be told apart from the threads of
+/// another generation of the same instance.
+fn thread_name(instance: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut s = format!("tfo{id:x}-{instance}");
+    while s.len() > 15 {
+        s.pop();
+    }
+    s
+}
+
+/// Threads of this process named `name` (from /proc/self/task/*/comm).
+fn threads_named(name: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .filter(|c| c == name)
+        .collect()
 }
