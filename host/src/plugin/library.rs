@@ -292,7 +292,7 @@ fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError
     Ok((
         Handles {
             _abi: raw,
-            _now: now,
+            _flags: now,
         },
         module,
         abi_info,
