@@ -619,4 +619,52 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_shipped_config_parses_and_enables_system_and_prometheus() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tfo-agent.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text, |_| None).unwrap();
+        let enabled: Vec<String> = c
+            .instance_specs()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            enabled,
+            vec!["prometheus".to_string(), "system".to_string()]
+        );
+        // Every integration of the seed has a block.
+        for name in [
+            "gcp",
+            "azure",
+            "alibaba",
+            "proxmox",
+            "vmware",
+            "nutanix",
+            "azurearc",
+            "cisco",
+            "snmp",
+            "mqtt",
+            "ebpf",
+            "datadog",
+            "newrelic",
+            "dynatrace",
+            "instana",
+            "manageengine",
+            "prometheus",
+            "splunk",
+            "elasticsearch",
+            "influxdb",
+            "kafka",
+            "loki",
+            "jaeger",
+            "system",
+            "otlp",
+        ] {
+            assert!(c.integrations.contains_key(name), "no block for {name}");
+        }
+        assert_eq!(c.http.listen, default_listen());
+    }
 }
