@@ -252,8 +252,14 @@ async fn export_one(
     let status = &common.status;
     let started = Instant::now();
     match worker.export(qb.batch.clone(), common.timeouts.call).await {
-        Ok(_accepted) => {
-            status.items_exported.fetch_add(qb.items, Ordering::Relaxed);
+        Ok(accepted) => {
+            // A backend may accept part of a batch (OTLP partial success): what it
+            // rejected is counted as dropped, never silently.
+            let accepted = accepted.min(qb.items);
+            status.items_exported.fetch_add(accepted, Ordering::Relaxed);
+            if accepted < qb.items {
+                status.drops.fetch_add(qb.items - accepted, Ordering::Relaxed);
+            }
             status.bytes_exported.fetch_add(qb.bytes, Ordering::Relaxed);
             status
                 .last_export_latency_us
