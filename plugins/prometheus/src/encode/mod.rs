@@ -1,0 +1,702 @@
+//! From the agent's OpenTelemetry-aligned data model to Prometheus metric families;
+//! pure functions, pinned by golden tests.
+//!
+//! The mapping follows the OpenTelemetry specification's "Prometheus and
+//! OpenMetrics Compatibility" document (section "OTLP Metric points to Prometheus",
+//! <https://github.com/open-telemetry/opentelemetry-specification/blob/main/specification/compatibility/prometheus_and_openmetrics.md>):
+//!
+//! - **names**: invalid characters become `_`, runs of `_` collapse to one, a
+//!   leading digit gets a `_` prefix; the optional namespace is prepended as
+//!   `<namespace>_`; the unit is converted ([`prom_unit`]: `s` -> `seconds`, `By`
+//!   -> `bytes`, `{packet}` dropped, `1` -> `ratio`, `By/s` -> `bytes_per_second`)
+//!   and appended unless the name already ends with it; the unit comes before the
+//!   type suffix (`_total`, `_bucket`...);
+//! - **gauges** -> gauge; **monotonic cumulative sums** -> counter, exposed as
+//!   `<name>_total` (the OpenMetrics family name is without `_total`);
+//!   **non-monotonic cumulative sums** -> gauge; **monotonic delta sums** are
+//!   accumulated into a cumulative counter by the store ([`Family::delta`]);
+//!   non-monotonic delta sums are dropped, as the spec requires;
+//! - **histograms** (explicit buckets) -> `_bucket{le=...}` (cumulative, ending with
+//!   `+Inf`), `_sum` (only when no observation can be negative, so it is monotonic)
+//!   and `_count`; delta histograms are accumulated like delta sums;
+//! - **summaries** -> `{quantile=...}` series plus `_sum` and `_count`;
+//! - **attributes** -> labels: names sanitised to `[a-zA-Z_][a-zA-Z0-9_]*` (a
+//!   leading digit gets `key_`), values stringified (bytes as base64); keys that
+//!   collide after sanitising have their values joined with `;` in the order of the
+//!   original keys; an attribute named `le` (histograms) or `quantile` (summaries)
+//!   becomes `exported_le` / `exported_quantile`; empty values are dropped (an empty
+//!   label is an absent label in Prometheus);
+//! - **resource**: `service.namespace` + `service.name` -> `job`
+//!   (`<namespace>/<name>`), `service.instance.id` -> `instance`, on every series;
+//!   the other resource attributes go to one `target_info` series per job/instance
+//!   (an OpenMetrics `info` family named `target`).
+//!
+//! The wire formats are in [`text`] (scrape endpoint) and [`remote_write`].
+
+pub mod remote_write;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use tfo_plugin_api::{
+    AnyValue, Batch, DataPoint, HistogramValue, KeyValue, Metric, MetricKind, PointValue, Resource,
+    SummaryValue, Temporality,
+};
+
+/// Label set of one series: sorted by name, names unique, values non-empty.
+pub type Labels = Vec<(String, String)>;
+
+/// Prometheus / OpenMetrics metric type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FamilyType {
+    /// Last value.
+    Gauge,
+    /// Monotonic cumulative total (`_total`).
+    Counter,
+    /// Cumulative explicit-bucket histogram.
+    Histogram,
+    /// Quantile summary.
+    Summary,
+    /// OpenMetrics info (`target_info`); a gauge of value 1 in text 0.0.4.
+    Info,
+}
+
+impl FamilyType {
+    /// The type word of a `# TYPE` line in OpenMetrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FamilyType::Gauge => "gauge",
+            FamilyType::Counter => "counter",
+            FamilyType::Histogram => "histogram",
+            FamilyType::Summary => "summary",
+            FamilyType::Info => "info",
+        }
+    }
+}
+
+/// Name and metadata of a metric family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyMeta {
+    /// OpenMetrics family name: sanitised, namespaced, with the unit suffix, without
+    /// the type suffix (`http_server_duration_seconds`, `requests` for
+    /// `requests_total`).
+    pub name: String,
+    /// Family type.
+    pub kind: FamilyType,
+    /// Description (HELP).
+    pub help: String,
+    /// Prometheus unit (`seconds`, `bytes`, `ratio`...), empty when unitless.
+    pub unit: String,
+}
+
+/// A histogram point in Prometheus terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds, finite and strictly increasing.
+    pub bounds: Vec<f64>,
+    /// Per-bucket counts (not cumulative): `bounds.len() + 1` entries, or empty when
+    /// the point only carries a count.
+    pub counts: Vec<u64>,
+    /// Number of observations (equal to the sum of `counts` when they are present).
+    pub count: u64,
+    /// Sum of observations; `None` when unknown or not monotonic (negative
+    /// observations possible), in which case `_sum` is not exposed.
+    pub sum: Option<f64>,
+}
+
+/// A summary point in Prometheus terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// `(quantile, value)`, quantiles in [0, 1], increasing.
+    pub quantiles: Vec<(f64, f64)>,
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of observations; `None` when negative (not monotonic).
+    pub sum: Option<f64>,
+}
+
+/// The value of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Integer gauge or counter value.
+    Int(i64),
+    /// Floating-point gauge or counter value.
+    Double(f64),
+    /// Histogram.
+    Histogram(Histogram),
+    /// Summary.
+    Summary(Summary),
+}
+
+impl Value {
+    /// The value as a float (0 for histograms and summaries).
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Value::Int(i) => *i as f64,
+            Value::Double(d) => *d,
+            Value::Histogram(_) | Value::Summary(_) => 0.0,
+        }
+    }
+}
+
+/// One point of a family: its labels, value and times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Series labels (without `__name__`, `le`, `quantile`).
+    pub labels: Labels,
+    /// The value.
+    pub value: Value,
+    /// Start of the cumulative interval (0 when unknown); exposed as `_created` in
+    /// OpenMetrics.
+    pub start_unix_nano: u64,
+    /// Time of the measurement (0 when unknown).
+    pub time_unix_nano: u64,
+}
+
+/// A family and its points, as converted from one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// Name and metadata.
+    pub meta: FamilyMeta,
+    /// Points carry deltas that must be accumulated before they are exposed or
+    /// written (monotonic delta sums, delta histograms).
+    pub delta: bool,
+    /// The points.
+    pub points: Vec<Point>,
+}
+
+/// Conversion settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Prefix of every metric name (not of `target_info`).
+    pub namespace: Option<String>,
+}
+
+/// The families of one batch, plus what had to be dropped and why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Converted {
+    /// Families by name.
+    pub families: Vec<Family>,
+    /// One line per dropped metric or point, for the log.
+    pub dropped: Vec<String>,
+}
+
+/// Converts the metrics of a batch (spans and logs are ignored). Metrics that map
+/// to the same family are merged; one whose type conflicts with an earlier one is
+/// dropped, as the spec requires.
+pub fn convert(batch: &Batch, opts: &Options) -> Converted {
+    let mut out = Converted::default();
+    let (resource_labels, target) = resource_labels(&batch.resource);
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    if let Some(t) = target {
+        families.insert(t.meta.name.clone(), t);
+    }
+    for metric in batch.metrics.iter() {
+        let Some(family) = convert_metric(metric, &resource_labels, opts, &mut out.dropped) else {
+            continue;
+        };
+        match families.get_mut(&family.meta.name) {
+            None => {
+                families.insert(family.meta.name.clone(), family);
+            }
+            Some(existing)
+                if existing.meta.kind == family.meta.kind && existing.delta == family.delta =>
+            {
+                if existing.meta.help.is_empty() {
+                    existing.meta.help = family.meta.help;
+                }
+                existing.points.extend(family.points);
+            }
+            Some(existing) => out.dropped.push(format!(
+                "metric {:?}: family {} is already a {}{}; dropped",
+                metric.name.as_str(),
+                existing.meta.name,
+                if existing.delta { "delta " } else { "" },
+                existing.meta.kind.as_str()
+            )),
+        }
+    }
+    out.families = families.into_values().collect();
+    out
+}
+
+/// One metric as a family, or `None` (with the reason in `dropped`).
+fn convert_metric(
+    metric: &Metric,
+    resource_labels: &Labels,
+    opts: &Options,
+    dropped: &mut Vec<String>,
+) -> Option<Family> {
+    let name = metric.name.as_str();
+    let (kind, delta) = match (metric.kind, metric.is_monotonic, metric.temporality) {
+        (MetricKind::Gauge, _, _) => (FamilyType::Gauge, false),
+        (MetricKind::Sum, true, Temporality::Delta) => (FamilyType::Counter, true),
+        (MetricKind::Sum, true, _) => (FamilyType::Counter, false),
+        (MetricKind::Sum, false, Temporality::Delta) => {
+            dropped.push(format!(
+                "metric {name:?}: non-monotonic delta sums have no Prometheus equivalent; dropped"
+            ));
+            return None;
+        }
+        (MetricKind::Sum, false, _) => (FamilyType::Gauge, false),
+        (MetricKind::Histogram, _, Temporality::Delta) => (FamilyType::Histogram, true),
+        (MetricKind::Histogram, _, _) => (FamilyType::Histogram, false),
+        (MetricKind::Summary, _, _) => (FamilyType::Summary, false),
+    };
+    let unit = prom_unit(metric.unit.as_str());
+    let Some(family_name) = family_name(name, &unit, kind, opts.namespace.as_deref()) else {
+        dropped.push(format!("metric {name:?}: no usable name; dropped"));
+        return None;
+    };
+    let mut points = Vec::with_capacity(metric.points.len());
+    for p in metric.points.iter() {
+        match convert_point(p, kind, resource_labels) {
+            Ok(point) => points.push(point),
+            Err(why) => dropped.push(format!("metric {name:?}: point dropped: {why}")),
+        }
+    }
+    Some(Family {
+        meta: FamilyMeta {
+            name: family_name,
+            kind,
+            help: metric.description.as_str().to_string(),
+            unit,
+        },
+        delta,
+        points,
+    })
+}
+
+fn convert_point(
+    p: &DataPoint,
+    kind: FamilyType,
+    resource_labels: &Labels,
+) -> Result<Point, String> {
+    let value = match (kind, &p.value) {
+        (FamilyType::Gauge | FamilyType::Counter, PointValue::Int(i)) => Value::Int(*i),
+        (FamilyType::Gauge | FamilyType::Counter, PointValue::Double(d)) => Value::Double(*d),
+        (FamilyType::Histogram, PointValue::Histogram(h)) => Value::Histogram(histogram(h)?),
+        (FamilyType::Summary, PointValue::Summary(s)) => Value::Summary(summary(s)),
+        (_, v) => {
+            return Err(format!(
+                "a {} value in a {} metric",
+                value_kind(v),
+                kind.as_str()
+            ))
+        }
+    };
+    let reserved = match kind {
+        FamilyType::Histogram => Some("le"),
+        FamilyType::Summary => Some("quantile"),
+        _ => None,
+    };
+    Ok(Point {
+        labels: point_labels(&p.attributes, reserved, resource_labels),
+        value,
+        start_unix_nano: p.start_time_unix_nano,
+        time_unix_nano: p.time_unix_nano,
+    })
+}
+
+fn value_kind(v: &PointValue) -> &'static str {
+    match v {
+        PointValue::Double(_) => "double",
+        PointValue::Int(_) => "int",
+        PointValue::Histogram(_) => "histogram",
+        PointValue::Summary(_) => "summary",
+    }
+}
+
+fn histogram(h: &HistogramValue) -> Result<Histogram, String> {
+    let bounds: Vec<f64> = h.bounds.to_vec();
+    if bounds.iter().any(|b| !b.is_finite()) {
+        return Err("histogram bounds must be finite".into());
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("histogram bounds must be strictly increasing".into());
+    }
+    let counts: Vec<u64> = h.bucket_counts.to_vec();
+    let (bounds, counts, count) = if counts.is_empty() {
+        // Only count (and sum) known: a single +Inf bucket.
+        (Vec::new(), Vec::new(), h.count)
+    } else if counts.len() != bounds.len() + 1 {
+        return Err(format!(
+            "{} bucket counts for {} bounds (expected {})",
+            counts.len(),
+            bounds.len(),
+            bounds.len() + 1
+        ));
+    } else {
+        // `_count` must equal the `+Inf` bucket; trust the buckets.
+        let total = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
+        (bounds, counts, total)
+    };
+    // `_sum` only when it is monotonic: no negative observation is possible.
+    let negative_possible = match h.min.into_option() {
+        Some(min) => min < 0.0,
+        None => bounds
+            .first()
+            .is_some_and(|b| *b < 0.0 && counts.first().is_some_and(|c| *c > 0)),
+    };
+    let sum = h
+        .sum
+        .into_option()
+        .filter(|s| s.is_finite() && *s >= 0.0 && !negative_possible);
+    Ok(Histogram {
+        bounds,
+        counts,
+        count,
+        sum,
+    })
+}
+
+fn summary(s: &SummaryValue) -> Summary {
+    let mut quantiles: Vec<(f64, f64)> = s
+        .quantiles
+        .iter()
+        .filter(|q| (0.0..=1.0).contains(&q.quantile))
+        .map(|q| (q.quantile, q.value))
+        .collect();
+    quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+    quantiles.dedup_by(|a, b| a.0 == b.0);
+    Summary {
+        quantiles,
+        count: s.count,
+        sum: Some(s.sum).filter(|s| s.is_finite() && *s >= 0.0),
+    }
+}
+
+/// `job`/`instance` labels of a resource, and its `target_info` family when it has
+/// other attributes.
+pub fn resource_labels(resource: &Resource) -> (Labels, Option<Family>) {
+    let get = |key: &str| {
+        resource
+            .attributes
+            .iter()
+            .rev()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| attribute_value(&kv.value))
+            .filter(|v| !v.is_empty())
+    };
+    let mut labels = Vec::new();
+    if let Some(instance) = get("service.instance.id") {
+        labels.push(("instance".to_string(), instance));
+    }
+    if let Some(name) = get("service.name") {
+        let job = match get("service.namespace") {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
+        };
+        labels.push(("job".to_string(), job));
+    }
+    labels.sort();
+    let others: Vec<KeyValue> = resource
+        .attributes
+        .iter()
+        .filter(|kv| {
+            !matches!(
+                kv.key.as_str(),
+                "service.name" | "service.namespace" | "service.instance.id"
+            )
+        })
+        .cloned()
+        .collect();
+    let target = if others.is_empty() {
+        None
+    } else {
+        Some(Family {
+            meta: FamilyMeta {
+                name: "target".to_string(),
+                kind: FamilyType::Info,
+                help: "Target metadata".to_string(),
+                unit: String::new(),
+            },
+            delta: false,
+            points: vec![Point {
+                labels: point_labels(&others, None, &labels),
+                value: Value::Int(1),
+                start_unix_nano: 0,
+                time_unix_nano: 0,
+            }],
+        })
+    };
+    (labels, target)
+}
+
+/// A point's labels: its attributes sanitised (colliding keys joined with `;` in
+/// the order of the original keys), a `reserved` name (`le`, `quantile`) renamed to
+/// `exported_<name>`, then the resource's `job`/`instance`, which win; empty values
+/// dropped; sorted by name.
+pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
+    // Original key order decides the join order of colliding keys.
+    let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
+    sorted.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    let mut last_key: Option<&str> = None;
+    for kv in sorted {
+        // A repeated identical key: the last one wins (attributes are a map).
+        let Some(mut name) = label_name(kv.key.as_str()) else {
+            continue;
+        };
+        if Some(name.as_str()) == reserved {
+            name = format!("exported_{name}");
+        }
+        let value = attribute_value(&kv.value);
+        if last_key == Some(kv.key.as_str()) {
+            map.insert(name, value);
+        } else {
+            map.entry(name)
+                .and_modify(|v| {
+                    v.push(';');
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        last_key = Some(kv.key.as_str());
+    }
+    for (k, v) in resource {
+        map.insert(k.clone(), v.clone());
+    }
+    map.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+/// An attribute value as a label value: strings as they are, booleans and numbers
+/// in their usual text form, bytes as base64.
+pub fn attribute_value(v: &AnyValue) -> String {
+    match v {
+        AnyValue::Str(s) => s.as_str().to_string(),
+        AnyValue::Bool(b) => b.to_string(),
+        AnyValue::Int(i) => i.to_string(),
+        AnyValue::Double(d) => format_double(*d),
+        AnyValue::Bytes(b) => tfo_plugin_common::auth::base64(b),
+    }
+}
+
+/// A Prometheus label name for an attribute key (`[a-zA-Z_][a-zA-Z0-9_]*`):
+/// invalid characters become `_`, runs of `_` collapse, a leading digit gets
+/// `key_`. `None` when nothing usable is left.
+pub fn label_name(key: &str) -> Option<String> {
+    let s = sanitize(key, false);
+    if s.is_empty() || s == "_" {
+        return None;
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some(format!("key_{s}"));
+    }
+    Some(s)
+}
+
+/// Replaces characters outside `[a-zA-Z0-9_]` (plus `:` for metric names) with `_`
+/// and collapses runs of `_`.
+fn sanitize(s: &str, allow_colon: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':') {
+            c
+        } else {
+            '_'
+        };
+        if c == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The family name of a metric: namespace, sanitised name, unit suffix (unless the
+/// name already ends with it); for counters any trailing `_total` is removed first
+/// (the `_total` sample suffix is added when rendering). `None` for a name with no
+/// usable character.
+pub fn family_name(
+    name: &str,
+    unit: &str,
+    kind: FamilyType,
+    namespace: Option<&str>,
+) -> Option<String> {
+    if sanitize(name, true).trim_matches('_').is_empty() {
+        return None;
+    }
+    let full = match namespace {
+        Some(ns) if !ns.is_empty() => format!("{ns}_{name}"),
+        _ => name.to_string(),
+    };
+    let mut n = sanitize(&full, true);
+    if kind == FamilyType::Counter {
+        if let Some(stripped) = n.strip_suffix("_total") {
+            if !stripped.is_empty() {
+                n = stripped.to_string();
+            }
+        }
+    }
+    if !unit.is_empty() && n != unit && !n.ends_with(&format!("_{unit}")) {
+        n = sanitize(&format!("{n}_{unit}"), true);
+    }
+    if n.starts_with(|c: char| c.is_ascii_digit()) {
+        n.insert(0, '_');
+    }
+    Some(n)
+}
+
+/// The Prometheus unit word of a UCUM unit, per the compatibility spec: common
+/// abbreviations spelled out (`ms` -> `milliseconds`, `By` -> `bytes`), annotations
+/// in braces dropped (`{packet}` -> ``), `1` -> `ratio`, `a/b` -> `a_per_b` (`By/s`
+/// -> `bytes_per_second`); anything else sanitised.
+pub fn prom_unit(unit: &str) -> String {
+    let unit = unit.trim();
+    if unit == "1" {
+        return "ratio".to_string();
+    }
+    // Drop `{...}` annotations.
+    let mut stripped = String::with_capacity(unit.len());
+    let mut depth = 0u32;
+    for c in unit.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => stripped.push(c),
+            _ => {}
+        }
+    }
+    let (main, per) = match stripped.split_once('/') {
+        Some((m, p)) => (m.trim(), Some(p.trim())),
+        None => (stripped.trim(), None),
+    };
+    let main = match main {
+        "1" => String::new(),
+        m => unit_word(m).map_or_else(|| unit_token(m), str::to_string),
+    };
+    let per = per
+        .map(|p| per_unit_word(p).map_or_else(|| unit_token(p), str::to_string))
+        .unwrap_or_default();
+    match (main.is_empty(), per.is_empty()) {
+        (_, true) => main,
+        (true, false) => format!("per_{per}"),
+        (false, false) => format!("{main}_per_{per}"),
+    }
+}
+
+/// A unit the tables do not know: alphanumerics kept, the rest as single `_`.
+fn unit_token(s: &str) -> String {
+    sanitize(s, false).trim_matches('_').to_string()
+}
+
+fn unit_word(u: &str) -> Option<&'static str> {
+    Some(match u {
+        // Time
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        // Bytes
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        // SI
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        // Misc
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        _ => return None,
+    })
+}
+
+fn per_unit_word(u: &str) -> Option<&'static str> {
+    Some(match u {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return None,
+    })
+}
+
+/// A float the way Go's `strconv.FormatFloat(f, 'g', -1, 64)` prints it, which is
+/// what Prometheus' own client libraries write: the shortest digits that round-trip,
+/// in exponent form when the decimal exponent is below -4 or at least 6 (`1e-05`,
+/// `0.0001`, `100000`, `1e+06`, `1.234567e+06`); `NaN`, `+Inf` and `-Inf` as the
+/// exposition formats spell them.
+pub fn format_double(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".to_string();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.to_string();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: `-1.2345e6`, `5e-7`.
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    if !(-4..6).contains(&exp) {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", exp.abs()));
+    } else if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            out.push_str(&digits);
+            for _ in digits.len()..int_len {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&digits[..int_len]);
+            out.push('.');
+            out.push_str(&digits[int_len..]);
+        }
+    }
+    out
+}
+
+/// The canonical text of an `le` or `quantile` label value (OpenMetrics
+/// "Canonical Numbers"): Go's `%g` with `.0` appended when there is neither a
+/// decimal point nor an exponent, `+Inf` for infinity: `0.5`, `1.0`, `10.0`,
+/// `100000.0`, `1e+06`.
+pub fn canonical_float(f: f64) -> String {
+    let s = format_double(f);
+    if s.contains(['.', 'e', 'I', 'N']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+#[cfg(test)]
+mod tests;
