@@ -8,21 +8,36 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# --- system packages -------------------------------------------------------------
-# zlib1g: a real foreign shared library for the "not a plugin" tests.
+# --- what the tests need -----------------------------------------------------------
+# Debian: zlib1g (a real foreign shared library for the "not a plugin" tests),
+# prometheus + promtool (the prometheus plugin is verified against the real server).
+# PyPI: the official OpenTelemetry Python SDK and protos (they send to the OTLP
+# receiver and decode what the OTLP exporter sends, independently of our code).
 need=()
-for pkg in zlib1g; do
+for pkg in zlib1g prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing Debian packages: ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    # No init system here: keep the packaged prometheus service from starting;
+    # the tests start their own servers on free loopback ports.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    rm -f /usr/sbin/policy-rc.d
   else
-    echo "== missing Debian packages ${need[*]} and not root: install them with apt-get" >&2
-    exit 1
+    echo "== missing Debian packages ${need[*]} and not root: tests needing them will say so and skip" >&2
   fi
+fi
+py_need=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-proto)
+if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto' 2>/dev/null; then
+  echo "== installing Python packages: ${py_need[*]}"
+  python3 -m pip install -q "${py_need[@]}" || echo "== pip install failed: OTLP interoperability tests will say so and skip" >&2
+fi
+# In CI every service-backed test must run: a missing program is a failure there.
+if [ -n "${CI:-}" ]; then
+  export TFO_REQUIRE_SERVICES=1
 fi
 
 # --- build ---------------------------------------------------------------------------
