@@ -258,7 +258,9 @@ async fn export_one(
             let accepted = accepted.min(qb.items);
             status.items_exported.fetch_add(accepted, Ordering::Relaxed);
             if accepted < qb.items {
-                status.drops.fetch_add(qb.items - accepted, Ordering::Relaxed);
+                status
+                    .drops
+                    .fetch_add(qb.items - accepted, Ordering::Relaxed);
             }
             status.bytes_exported.fetch_add(qb.bytes, Ordering::Relaxed);
             status
