@@ -207,9 +207,15 @@ pub fn run(path: &Path) -> i32 {
         let state = Arc::new(ApiState { manager: mgr.clone(), token: config.http.token.clone(), reloads: reloads.clone() });
         let api_task = tokio::spawn(api::serve(listener, state));
         tracing::info!(listen = %config.http.listen, "status API on http://{}/health", config.http.listen);
-        for s in mgr.statuses() {
-            tracing::info!(instance = %s.instance, plugin = %s.plugin, state = ?s.state, reason = ?s.reason, "integration");
+        let all = mgr.statuses();
+        for s in all.iter().filter(|s| s.state != crate::status::State::Disabled) {
+            match &s.reason {
+                None => tracing::info!(instance = %s.instance, plugin = %s.plugin, version = %s.generation.version, "integration {:?}", s.state),
+                Some(r) => tracing::warn!(instance = %s.instance, plugin = %s.plugin, "integration {:?}: {r}", s.state),
+            }
         }
+        let disabled = all.iter().filter(|s| s.state == crate::status::State::Disabled).count();
+        tracing::info!("{disabled} integration(s) disabled in the config");
         let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
         let _watcher = watch_config(&path, reload_tx.clone());
         let mut current = config;
