@@ -73,6 +73,8 @@ pub mod contract;
 pub mod data;
 #[cfg(feature = "sdk")]
 pub mod sdk;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use contract::*;
 pub use data::*;

@@ -1,32 +1,15 @@
 //! Credential helpers shared by HTTP plugins.
 //!
 //! HTTP Basic authentication (RFC 7617) is `base64(user ":" password)` in the
-//! `Authorization` header; base64 here is the standard alphabet with padding
-//! (RFC 4648 §4). An encoder is a dozen lines, so it lives here rather than as one
-//! more dependency of every plugin; decoding is never needed on the sending side.
+//! `Authorization` header; base64 is the standard alphabet with padding (RFC 4648
+//! §4), from the `base64` crate (already used by the OTLP plugin).
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::Engine as _;
 
 /// Standard base64 with padding (RFC 4648 §4), used for Basic credentials and for
 /// wire formats that carry bytes as text (OpenTelemetry bytes attributes).
 pub fn base64(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 /// The `Authorization` header value for HTTP Basic authentication (RFC 7617):

@@ -29,7 +29,7 @@ fn prometheus_scrapes_the_endpoint() {
     };
     let h = TestHost::default();
     let mut inst = started(&h, r#"{"listen": "127.0.0.1:0", "namespace": "tfo"}"#);
-    let url = h.scrape_url();
+    let url = scrape_url(&h);
     let target = url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")

@@ -59,7 +59,7 @@ fn descriptor_describes_a_metrics_sink() {
 fn serves_both_formats_with_negotiation() {
     let h = TestHost::default();
     let mut inst = started(&h, r#"{"listen": "127.0.0.1:0", "path": "/prom"}"#);
-    let url = h.scrape_url();
+    let url = scrape_url(&h);
     assert!(url.ends_with("/prom"), "{url}");
 
     // Nothing exported yet: an empty but valid exposition.
@@ -149,7 +149,7 @@ fn promtool_accepts_the_served_text() {
     // Resource attributes beyond service.* produce target_info.
     b.resource.attributes.push(KeyValue::new("host.name", "h1"));
     assert!(matches!(inst.export(&b), RResult::ROk(_)));
-    let body = get(&h.scrape_url(), &[]).text();
+    let body = get(&scrape_url(&h), &[]).text();
     assert!(body.contains("target_info{host_name=\"h1\""), "{body}");
 
     let mut child = std::process::Command::new(promtool)
@@ -195,7 +195,7 @@ fn promtool_accepts_the_served_text() {
 fn a_second_instance_binds_the_same_port_for_upgrades() {
     let h1 = TestHost::default();
     let mut old = started(&h1, r#"{"listen": "127.0.0.1:0"}"#);
-    let url = h1.scrape_url();
+    let url = scrape_url(&h1);
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
@@ -203,7 +203,7 @@ fn a_second_instance_binds_the_same_port_for_upgrades() {
     // The new instance starts while the old one still listens (SO_REUSEPORT).
     let h2 = TestHost::default();
     let mut new = started(&h2, &format!(r#"{{"listen": "{addr}"}}"#));
-    assert_eq!(h2.scrape_url(), url);
+    assert_eq!(scrape_url(&h2), url);
     assert!(old.shutdown(2000).is_ok());
     // The new one serves alone now.
     let b = batch(vec![gauge("g", "G.", "", 1.0, START, vec![])]);
@@ -220,7 +220,7 @@ fn a_second_instance_binds_the_same_port_for_upgrades() {
 fn shutdown_closes_the_port() {
     let h = TestHost::default();
     let mut inst = started(&h, r#"{"listen": "127.0.0.1:0"}"#);
-    let url = h.scrape_url();
+    let url = scrape_url(&h);
     assert_eq!(get(&url, &[]).status, 200);
     assert!(inst.shutdown(2000).is_ok());
     drop(inst);
@@ -249,7 +249,7 @@ fn delta_counters_accumulate_on_the_endpoint() {
         )]);
         assert!(matches!(inst.export(&b), RResult::ROk(_)));
     }
-    let text = get(&h.scrape_url(), &[]).text();
+    let text = get(&scrape_url(&h), &[]).text();
     assert!(
         text.contains("jobs_done_total{instance=\"i-1\",job=\"tfo-test\"} 12\n"),
         "{text}"

@@ -9,64 +9,22 @@ mod common;
 
 use std::{
     net::UdpSocket,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use common::{attr, find, points, resource_attr, value};
 use tfo_plugin_api::{
-    __private::abi_stable::{
-        library::LibHeader,
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, RResult, RStr},
-    },
-    AnyValue, Batch, DataTypes, EmitStatus, HealthState, HostHandle, HostServices, LogLevel,
-    Metric, PluginInstanceBox, PluginKind, PluginModRef,
+    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, DataTypes,
+    HealthState, Metric, PluginInstanceBox, PluginKind, PluginModRef,
 };
 
-// Links the library under test, whose only use here is the symbol below.
-extern crate tfo_system;
-
-extern "C" {
-    // Defined by `export_plugin!` in the library under test.
-    #[link_name = "_1as_0lib_1header_0root_bmodule_bloader"]
-    #[allow(improper_ctypes)]
-    static ROOT_MODULE_HEADER: LibHeader;
-}
-
 fn module() -> PluginModRef {
-    // SAFETY: the symbol is the `LibHeader` static the macro defines in this crate.
-    unsafe { &ROOT_MODULE_HEADER }
-        .init_root_module::<PluginModRef>()
-        .expect("root module")
+    tfo_plugin_api::plugin_module!(tfo_system)
 }
 
-#[derive(Clone, Default)]
-struct TestHost {
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl HostServices for TestHost {
-    fn log(&self, _level: LogLevel, _target: RStr<'_>, message: RStr<'_>) {
-        self.logs.lock().unwrap().push(message.as_str().to_string());
-    }
-    fn emit(&self, _batch: Batch) -> EmitStatus {
-        EmitStatus::Closed
-    }
-    fn report_panic(&self, message: RStr<'_>) {
-        panic!("unexpected plugin panic: {}", message.as_str());
-    }
-}
-
-/// Calls the plugin's `create`. The SDK's panic hook, installed on the first
-/// `create`, is process-wide here (the library is linked in, not a separate cdylib
-/// with its own std) and would hide this test's own assertion messages, so the
-/// default hook is put back afterwards.
+/// Calls the plugin's `create` as the agent does.
 fn create(h: &TestHost, config: &str) -> RResult<PluginInstanceBox, tfo_plugin_api::CreateError> {
-    let host = HostHandle::from_ptr(RArc::new(h.clone()), TD_Opaque);
-    let created = (module().create())(host, RStr::from_str("system"), RStr::from_str(config));
-    drop(std::panic::take_hook());
-    created
+    tfo_plugin_api::testing::create(module(), h, "system", config).into()
 }
 
 fn instance(h: &TestHost, config: &str) -> PluginInstanceBox {
@@ -351,11 +309,10 @@ fn collects_sane_host_metrics() {
     assert_eq!(inst.health().state, HealthState::Healthy);
     assert!(inst.shutdown(1000).is_ok());
     assert!(h
-        .logs
-        .lock()
-        .unwrap()
+        .logs()
         .iter()
-        .any(|l| l.contains("system metrics source ready")));
+        .any(|(_, l)| l.contains("system metrics source ready")));
+    assert!(h.panics().is_empty(), "{:?}", h.panics());
 }
 
 /// Traffic the test sends over the loopback interface shows up in lo's counters

@@ -16,79 +16,39 @@ use std::{
 
 use http::Method;
 use tfo_plugin_api::{
-    __private::abi_stable::{
-        library::LibHeader,
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, ROption, RResult, RStr, RVec},
-    },
-    Batch, CreateError, DataPoint, EmitStatus, HistogramValue, HostHandle, HostServices, KeyValue,
-    LogLevel, Metric, MetricKind, PluginInstanceBox, PluginModRef, PointValue, Resource,
-    Temporality,
+    __private::abi_stable::std_types::{ROption, RResult, RVec},
+    Batch, CreateError, DataPoint, HistogramValue, KeyValue, Metric, MetricKind, PluginInstanceBox,
+    PluginModRef, PointValue, Resource, Temporality,
 };
 use tfo_plugin_common::http::{ClientOptions, HttpClient, Request, Response};
 
-// Links the library under test, whose only use here is the symbol below.
-extern crate tfo_prometheus;
-
-extern "C" {
-    // Defined by `export_plugin!` in the library under test.
-    #[link_name = "_1as_0lib_1header_0root_bmodule_bloader"]
-    #[allow(improper_ctypes)]
-    static ROOT_MODULE_HEADER: LibHeader;
-}
+pub use tfo_plugin_api::testing::TestHost;
 
 /// The plugin's root module, as the host would load it.
 pub fn module() -> PluginModRef {
-    // SAFETY: the symbol is the `LibHeader` static the macro defines in this crate.
-    unsafe { &ROOT_MODULE_HEADER }
-        .init_root_module::<PluginModRef>()
-        .expect("root module")
+    tfo_plugin_api::plugin_module!(tfo_prometheus)
 }
 
-/// A host that records the plugin's log lines.
-#[derive(Clone, Default)]
-pub struct TestHost {
-    pub logs: Arc<Mutex<Vec<String>>>,
+/// The scrape endpoint address the plugin logged when it started.
+pub fn scrape_url(h: &TestHost) -> String {
+    let logs = h.logs();
+    let line = logs
+        .iter()
+        .map(|(_, l)| l)
+        .find(|l| l.contains("scrape endpoint listening on "))
+        .unwrap_or_else(|| panic!("no listening line in {logs:?}"));
+    line.split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
-impl HostServices for TestHost {
-    fn log(&self, _level: LogLevel, _target: RStr<'_>, message: RStr<'_>) {
-        self.logs.lock().unwrap().push(message.as_str().to_string());
-    }
-    fn emit(&self, _batch: Batch) -> EmitStatus {
-        EmitStatus::Closed
-    }
-    fn report_panic(&self, message: RStr<'_>) {
-        panic!("unexpected plugin panic: {}", message.as_str());
-    }
-}
-
-impl TestHost {
-    /// The scrape endpoint address the plugin logged when it started.
-    pub fn scrape_url(&self) -> String {
-        let logs = self.logs.lock().unwrap();
-        let line = logs
-            .iter()
-            .find(|l| l.contains("scrape endpoint listening on "))
-            .unwrap_or_else(|| panic!("no listening line in {logs:?}"));
-        line.split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    }
-}
-
-/// Calls the plugin's `create`. The SDK's panic hook, installed on the first
-/// `create`, is process-wide here (the library is linked in) and would hide the
-/// test's own assertion messages, so the default hook is put back afterwards.
+/// Calls the plugin's `create` as the agent does.
 pub fn create(h: &TestHost, config: &str) -> RResult<PluginInstanceBox, CreateError> {
-    let host = HostHandle::from_ptr(RArc::new(h.clone()), TD_Opaque);
-    let created = (module().create())(host, RStr::from_str("prom"), RStr::from_str(config));
-    drop(std::panic::take_hook());
-    created
+    tfo_plugin_api::testing::create(module(), h, "prom", config).into()
 }
 
 /// `create` + `start`, panicking on failure.

@@ -1,0 +1,175 @@
+//! Test support for plugin authors (feature `testing`, for dev-dependencies): drive
+//! your plugin through its exported root module the way the agent does, with a
+//! [`TestHost`] that records log lines, emitted batches and panic reports.
+//!
+//! ```ignore
+//! // tests/plugin.rs of a crate built as ["cdylib", "rlib"]
+//! use tfo_plugin_api::testing::{create, TestHost};
+//! let module = tfo_plugin_api::plugin_module!(my_plugin_crate);
+//! let host = TestHost::default();
+//! let mut instance = create(module, &host, "test", r#"{"path": "/tmp/x"}"#).unwrap();
+//! ```
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult, RStr},
+};
+
+use crate::{
+    Batch, CreateError, EmitStatus, HostHandle, HostServices, LogLevel, PluginInstanceBox,
+    PluginModRef,
+};
+
+/// The root module of the plugin crate `$krate`, linked into the test as an rlib.
+#[macro_export]
+macro_rules! plugin_module {
+    ($krate:ident) => {{
+        extern crate $krate as _;
+        extern "C" {
+            // The `LibHeader` static `export_plugin!` defines in the plugin crate.
+            #[link_name = "_1as_0lib_1header_0root_bmodule_bloader"]
+            #[allow(improper_ctypes)]
+            static ROOT_MODULE_HEADER: $crate::__private::abi_stable::library::LibHeader;
+        }
+        // SAFETY: the symbol is that static, of that type.
+        unsafe { &ROOT_MODULE_HEADER }
+            .init_root_module::<$crate::PluginModRef>()
+            .expect("the plugin's root module")
+    }};
+}
+
+#[derive(Default)]
+struct HostState {
+    logs: Vec<(LogLevel, String)>,
+    batches: Vec<Batch>,
+    answers: VecDeque<EmitStatus>,
+    panics: Vec<String>,
+}
+
+/// A host for tests: records log lines, emitted batches and panic reports; `emit`
+/// answers from a script ([`TestHost::answer`]), `Accepted` once it is empty.
+#[derive(Clone, Default)]
+pub struct TestHost {
+    state: Arc<(Mutex<HostState>, Condvar)>,
+}
+
+impl HostServices for TestHost {
+    fn log(&self, level: LogLevel, _target: RStr<'_>, message: RStr<'_>) {
+        let (m, c) = &*self.state;
+        m.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .logs
+            .push((level, message.as_str().to_string()));
+        c.notify_all();
+    }
+    fn emit(&self, batch: Batch) -> EmitStatus {
+        let (m, c) = &*self.state;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = s.answers.pop_front().unwrap_or(EmitStatus::Accepted);
+        if answer == EmitStatus::Accepted {
+            s.batches.push(batch.clone());
+        }
+        c.notify_all();
+        answer
+    }
+    fn report_panic(&self, message: RStr<'_>) {
+        let (m, c) = &*self.state;
+        m.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .panics
+            .push(message.as_str().to_string());
+        c.notify_all();
+    }
+}
+
+impl TestHost {
+    /// The handle to give `create`.
+    pub fn handle(&self) -> HostHandle {
+        HostHandle::from_ptr(RArc::new(self.clone()), TD_Opaque)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HostState> {
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues answers for the next `emit` calls (to test backpressure).
+    pub fn answer(&self, answers: &[EmitStatus]) {
+        self.state().answers.extend(answers);
+    }
+
+    /// Batches emitted so far (and forgets them).
+    pub fn take_batches(&self) -> Vec<Batch> {
+        std::mem::take(&mut self.state().batches)
+    }
+
+    /// Log lines so far.
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.state().logs.clone()
+    }
+
+    /// Panics the plugin reported.
+    pub fn panics(&self) -> Vec<String> {
+        self.state().panics.clone()
+    }
+
+    /// Waits on the condition variable (no sleeping) until `pred` holds for the
+    /// recorded state or `timeout` passes; returns whether it held.
+    fn wait(&self, timeout: Duration, mut pred: impl FnMut(&HostState) -> bool) -> bool {
+        let (m, c) = &*self.state;
+        let deadline = Instant::now() + timeout;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if pred(&s) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = c.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Waits for a log line containing `needle` and returns it; panics on timeout.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let mut found = None;
+        let ok = self.wait(timeout, |s| {
+            found = s
+                .logs
+                .iter()
+                .find(|(_, l)| l.contains(needle))
+                .map(|(_, l)| l.clone());
+            found.is_some()
+        });
+        assert!(ok, "no log line containing {needle:?}: {:?}", self.logs());
+        found.expect("found")
+    }
+
+    /// Waits until at least `n` batches were emitted (and not yet taken).
+    pub fn wait_for_batches(&self, n: usize, timeout: Duration) -> bool {
+        self.wait(timeout, |s| s.batches.len() >= n)
+    }
+}
+
+/// Calls the plugin's `create` with `config_json`, as the agent does.
+pub fn create(
+    module: PluginModRef,
+    host: &TestHost,
+    instance: &str,
+    config_json: &str,
+) -> Result<PluginInstanceBox, CreateError> {
+    match (module.create())(
+        host.handle(),
+        RStr::from_str(instance),
+        RStr::from_str(config_json),
+    ) {
+        RResult::ROk(i) => Ok(i),
+        RResult::RErr(e) => Err(e),
+    }
+}
