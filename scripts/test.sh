@@ -10,11 +10,12 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # --- what the tests need -----------------------------------------------------------
 # Debian: zlib1g (a real foreign shared library for the "not a plugin" tests),
-# prometheus + promtool (the prometheus plugin is verified against the real server).
+# prometheus + promtool (the prometheus plugin is verified against the real server),
+# mosquitto + mosquitto-clients (the MQTT plugin: broker, mosquitto_sub/_pub/_passwd).
 # PyPI: the official OpenTelemetry Python SDK and protos (they send to the OTLP
 # receiver and decode what the OTLP exporter sends, independently of our code).
 need=()
-for pkg in zlib1g prometheus; do
+for pkg in zlib1g prometheus mosquitto mosquitto-clients; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -23,8 +23,28 @@ struct Route {
     queue: Arc<SinkQueue>,
 }
 
+/// Which sinks a source's batches go to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouteSet {
+    /// The config's `routes`: only these sinks (the source itself included if named).
+    pub only: Option<Vec<String>>,
+    /// Never this sink unless `only` names it: a source+sink instance (MQTT, OTLP)
+    /// would otherwise feed its own output back to itself.
+    pub except: Option<String>,
+}
+
+impl RouteSet {
+    /// Whether `sink` receives the batches.
+    pub fn allows(&self, sink: &str) -> bool {
+        match &self.only {
+            Some(only) => only.iter().any(|s| s == sink),
+            None => self.except.as_deref() != Some(sink),
+        }
+    }
+}
+
 /// Which sinks a source feeds: `None` = every sink accepting the data.
-pub type Routes = Option<Arc<[String]>>;
+pub type Routes = Option<Arc<RouteSet>>;
 
 enum Msg {
     Batch { routes: Routes, batch: Batch },
@@ -119,10 +139,8 @@ impl Pipeline {
         let list = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
         for r in list.iter().filter(|r| r.accepts.intersects(types)) {
-            if let Some(allowed) = routes {
-                if !allowed.iter().any(|a| *a == r.instance) {
-                    continue;
-                }
+            if routes.as_ref().is_some_and(|rs| !rs.allows(&r.instance)) {
+                continue;
             }
             r.queue.push(QueuedBatch::new(batch.clone()));
             n += 1;
@@ -232,5 +250,43 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::InstanceStatus;
+
+    fn sink(p: &Pipeline, name: &str) -> Arc<SinkQueue> {
+        let q = SinkQueue::new(100, 1 << 20, InstanceStatus::new(name, "x"));
+        p.add_sink(name, DataTypes::ALL, q.clone());
+        q
+    }
+
+    fn batch() -> Arc<Batch> {
+        let mut b = Batch::default();
+        b.metrics
+            .push(tfo_plugin_api::Metric::gauge("m", "1", 1, 1.0, vec![]));
+        Arc::new(b)
+    }
+
+    #[test]
+    fn a_source_never_feeds_itself_unless_its_routes_name_it() {
+        let p = Pipeline::default();
+        let (mqtt, prom) = (sink(&p, "mqtt"), sink(&p, "prom"));
+        let from_mqtt: Routes = Some(Arc::new(RouteSet {
+            only: None,
+            except: Some("mqtt".into()),
+        }));
+        assert_eq!(p.publish_routed(batch(), &from_mqtt), 1);
+        assert_eq!((mqtt.items(), prom.items()), (0, 1));
+        let to_itself: Routes = Some(Arc::new(RouteSet {
+            only: Some(vec!["mqtt".into()]),
+            except: Some("mqtt".into()),
+        }));
+        assert_eq!(p.publish_routed(batch(), &to_itself), 1);
+        assert_eq!((mqtt.items(), prom.items()), (1, 1));
+        assert_eq!(p.publish(batch()), 2, "no routes: every sink");
     }
 }

@@ -1005,9 +1005,11 @@ impl PluginManager {
         }
         for (spec, accepts, w) in &sinks {
             for (source, routes, b) in &batches {
-                if routes.as_ref().is_some_and(|r| !r.contains(&spec.name))
-                    || !accepts.intersects(b.data_types())
-                {
+                let set = crate::pipeline::RouteSet {
+                    only: routes.clone(),
+                    except: Some(source.clone()),
+                };
+                if !set.allows(&spec.name) || !accepts.intersects(b.data_types()) {
                     continue;
                 }
                 let text = match w.preview(b.clone(), timeout).await {
@@ -1075,10 +1077,12 @@ impl PluginManager {
     }
 }
 
+/// A source's routes: its configured `routes`, and never itself unless named there.
 fn routes_of(spec: &InstanceSpec) -> crate::pipeline::Routes {
-    spec.routes
-        .as_ref()
-        .map(|r| r.iter().cloned().collect::<Vec<_>>().into())
+    Some(Arc::new(crate::pipeline::RouteSet {
+        only: spec.routes.clone(),
+        except: Some(spec.name.clone()),
+    }))
 }
 
 /// Creates (not starts) an instance of `lib` for `spec` on its own thread.

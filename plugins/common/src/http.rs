@@ -315,15 +315,25 @@ pub fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
 }
 
 fn tls_config(opts: &ClientOptions) -> Result<ClientConfig, String> {
+    Ok(tls_builder(opts.ca_file.as_deref(), opts.insecure_skip_verify)?.with_no_client_auth())
+}
+
+/// The rustls client set-up every plugin uses (HTTP here, MQTT over TLS...): the
+/// `ring` provider, server certificates verified against the system CA store plus
+/// an optional PEM `ca_file`, or, with `insecure_skip_verify`, any certificate (the
+/// handshake signatures are still checked). The caller adds client authentication.
+pub fn tls_builder(
+    ca_file: Option<&Path>,
+    insecure_skip_verify: bool,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?;
-    if opts.insecure_skip_verify {
+    if insecure_skip_verify {
         return Ok(builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider))));
     }
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -334,14 +344,14 @@ fn tls_config(opts: &ClientOptions) -> Result<ClientConfig, String> {
     if ignored > 0 {
         tracing::debug!(ignored, "unusable system CA certificates ignored");
     }
-    if let Some(path) = &opts.ca_file {
+    if let Some(path) = ca_file {
         for cert in load_pem_certs(path)? {
             roots
                 .add(cert)
                 .map_err(|e| format!("CA file {}: {e}", path.display()))?;
         }
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    Ok(builder.with_root_certificates(roots))
 }
 
 /// `insecure_skip_verify`: accepts any certificate chain and name, but still checks
