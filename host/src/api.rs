@@ -213,6 +213,9 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A per-instance series: name, help text, and how to read it from a status.
+type Counter = (&'static str, &'static str, fn(&StatusView) -> u64);
+
 /// The agent's own metrics in the Prometheus text format.
 pub async fn metrics(state: &ApiState) -> String {
     let mut o = String::new();
@@ -224,7 +227,7 @@ pub async fn metrics(state: &ApiState) -> String {
         env!("CARGO_PKG_VERSION"),
         tfo_plugin_api::PLUGIN_API_VERSION
     );
-    let counters: [(&str, &str, fn(&StatusView) -> u64); 9] = [
+    let counters: [Counter; 9] = [
         (
             "tfo_agent_items_exported_total",
             "Items delivered by a sink.",

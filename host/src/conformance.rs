@@ -232,7 +232,6 @@ pub async fn check(file: &Path, config: serde_json::Value, deadline: Duration) -
             return finish(out, lib);
         }
     };
-    let mut out = out;
     let mut push = |name, pass, detail: String| out.push(Point { name, pass, detail });
     match worker.start(deadline).await {
         Ok(()) => push("start", true, "started".into()),

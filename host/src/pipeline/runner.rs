@@ -138,6 +138,28 @@ impl RunnerCommon {
         tokio::spawn(async move { g.retire_instance(old, true, t).await });
     }
 
+    /// After a successful call: Healthy unless the plugin itself reports otherwise.
+    async fn adopt_plugin_health(&self, worker: &InstanceWorker) {
+        match worker.health(self.timeouts.call).await {
+            Ok(h) if h.state == tfo_plugin_api::HealthState::Healthy => {
+                if self.status.state() != crate::status::State::Healthy {
+                    self.status.healthy();
+                }
+            }
+            Ok(h) => {
+                let reason = if h.reason.is_empty() {
+                    format!("plugin reports {:?}", h.state)
+                } else {
+                    h.reason
+                };
+                if self.status.view().reason.as_deref() != Some(reason.as_str()) {
+                    self.status.unhealthy(reason);
+                }
+            }
+            Err(e) => self.status.unhealthy(format!("health check failed: {e}")),
+        }
+    }
+
     /// Replaces a panicked or hung instance by a fresh one of the same library.
     async fn restart(&self, worker: &mut InstanceWorker, why: &str) -> bool {
         self.status.restarts.fetch_add(1, Ordering::Relaxed);
@@ -266,9 +288,7 @@ async fn export_one(
             status
                 .last_export_latency_us
                 .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            if status.state() != crate::status::State::Healthy {
-                status.healthy();
-            }
+            common.adopt_plugin_health(worker).await;
             Outcome::Done
         }
         Err(e) => {
@@ -368,9 +388,9 @@ impl SourceRunner {
                                 common.status.drops.fetch_add(n, Ordering::Relaxed);
                                 tracing::warn!(instance = %common.status.instance, items = n, "pipeline full: collected batch dropped");
                             }
-                            if common.status.state() != crate::status::State::Healthy {
-                                common.status.healthy();
-                            }
+                            // The call worked; the plugin's own view decides the state
+                            // (e.g. eBPF probes that failed to attach).
+                            common.adopt_plugin_health(&worker).await;
                         }
                         Err(e) if matches!(e.kind, CallErrorKind::Panic | CallErrorKind::Timeout | CallErrorKind::Dead) => {
                             common.status.record_error(e.to_string());

@@ -987,6 +987,15 @@ impl PluginManager {
         }
         let mut batches = Vec::new();
         for (spec, w) in &sources {
+            // Sources that set up in `start` (eBPF probes, subscriptions) need it.
+            if let Err(e) = w.start(timeout).await {
+                out.push((
+                    String::new(),
+                    spec.name.clone(),
+                    format!("error: start failed: {e}"),
+                ));
+                continue;
+            }
             match w.collect(timeout).await {
                 Ok(mut b) => {
                     for kv in &self.inner.opts.resource {

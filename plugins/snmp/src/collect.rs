@@ -1,0 +1,1107 @@
+//! One collection: every target polled concurrently on the instance runtime, the
+//! answers turned into metrics.
+//!
+//! - [`Plan`]: what to ask every target, derived once from the settings;
+//! - [`TargetPoller`]: one target's session plus the state its counters need
+//!   (start times, last values);
+//! - [`build_metrics`]: the pure mapping of one target's variables to metrics,
+//!   unit-tested without a network;
+//! - [`Collector`]: runs all pollers within `collect_timeout` and merges the
+//!   results; a target that fails is reported by `snmp.up` = 0 and in health,
+//!   the others are unaffected.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use tfo_plugin_api::{
+    AnyValue, Batch, DataPoint, KeyValue, Metric, MetricKind, PointValue, Temporality,
+};
+
+use crate::{
+    client::{Session, SnmpError},
+    config::{CustomOid, OidType, Settings, Target},
+    encode::{Oid, Value},
+    mibs::{self, ObjKind, Object, Render, ScalarGroup, TableDef},
+};
+
+/// What every target is asked, computed once from the settings.
+#[derive(Debug)]
+pub struct Plan {
+    /// Scalar groups.
+    pub scalars: Vec<&'static ScalarGroup>,
+    /// Tables.
+    pub tables: Vec<&'static TableDef>,
+    /// User-defined objects.
+    pub oids: Vec<CustomOid>,
+    /// Instance OIDs fetched with GET: the built-in scalars, and every
+    /// user-defined OID (those that answer are scalars, the others are walked).
+    pub get_oids: Vec<Oid>,
+    /// Subtrees walked for the tables (entries, single columns and the columns
+    /// giving foreign labels), without overlaps.
+    pub walk_roots: Vec<Oid>,
+    /// GETBULK max-repetitions.
+    pub max_repetitions: u32,
+}
+
+impl Plan {
+    /// The plan of a configuration.
+    pub fn new(s: &Settings) -> Self {
+        let mut get_oids: Vec<Oid> = s
+            .scalars
+            .iter()
+            .flat_map(|g| {
+                g.objects
+                    .iter()
+                    .map(|o| Oid::from_slice(g.base).child(&[o.sub, 0]))
+            })
+            .collect();
+        get_oids.extend(s.oids.iter().map(|o| o.oid.clone()));
+        let mut roots: Vec<Oid> = Vec::new();
+        for t in &s.tables {
+            let entry = Oid::from_slice(t.entry);
+            if t.walk_entry {
+                roots.push(entry);
+            } else {
+                roots.extend(t.columns.iter().map(|c| entry.child(&[c.sub])));
+            }
+        }
+        for t in &s.tables {
+            for f in t.foreign_labels {
+                roots.push(Oid::from_slice(f.column));
+            }
+        }
+        // Drop a root inside another one (ifName when ifXTable is walked anyway).
+        let all = roots.clone();
+        roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+        roots.dedup();
+        get_oids.dedup();
+        Plan {
+            scalars: s.scalars.clone(),
+            tables: s.tables.clone(),
+            oids: s.oids.clone(),
+            get_oids,
+            walk_roots: roots,
+            max_repetitions: s.max_repetitions,
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The state of one counter series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Series {
+    start_ns: u64,
+    last: u64,
+}
+
+/// Counter bookkeeping of one target: start times, last values, and the agent's
+/// sysUpTime to notice restarts.
+#[derive(Debug, Default)]
+pub struct CounterState {
+    series: HashMap<(String, Vec<u32>), Series>,
+    last_poll_ns: Option<u64>,
+    last_uptime_ticks: Option<u32>,
+}
+
+impl CounterState {
+    /// The start time of a counter observed at `now_ns` with `value`: the first
+    /// observation's time for a new series; the previous collection's time after a
+    /// decrease (a Counter32 wrap or a reset: the new count began after it).
+    fn start_for(&mut self, name: &str, index: &[u32], value: u64, now_ns: u64) -> u64 {
+        let prev_poll = self.last_poll_ns;
+        let s = self
+            .series
+            .entry((name.to_string(), index.to_vec()))
+            .or_insert(Series {
+                start_ns: now_ns,
+                last: value,
+            });
+        if value < s.last {
+            s.start_ns = prev_poll.unwrap_or(now_ns);
+        }
+        s.last = value;
+        s.start_ns
+    }
+
+    /// Called with the agent's sysUpTime before the counters of a collection: a
+    /// smaller value than last time means the agent restarted, and every counter
+    /// restarted with it, even one that has already passed its old value.
+    fn observe_uptime(&mut self, ticks: u32, now_ns: u64) {
+        if let (Some(last), Some(prev)) = (self.last_uptime_ticks, self.last_poll_ns) {
+            if ticks < last {
+                let restart = now_ns
+                    .saturating_sub(u64::from(ticks) * 10_000_000)
+                    .max(prev);
+                for s in self.series.values_mut() {
+                    s.start_ns = restart;
+                }
+            }
+        }
+        self.last_uptime_ticks = Some(ticks);
+    }
+
+    fn finish(&mut self, now_ns: u64) {
+        self.last_poll_ns = Some(now_ns);
+    }
+}
+
+/// Text of a value for an attribute.
+pub fn render(value: &Value, how: Render) -> Option<String> {
+    fn hex(b: &[u8]) -> String {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+    Some(match value {
+        Value::OctetString(b) => match (how, std::str::from_utf8(b)) {
+            (Render::Text, Ok(s))
+                if !s
+                    .trim_end_matches('\0')
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+            {
+                s.trim_end_matches('\0').to_string()
+            }
+            _ => hex(b),
+        },
+        Value::ObjectId(o) => o.to_string(),
+        Value::IpAddress(a) => format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]),
+        Value::Integer(i) => i.to_string(),
+        Value::Counter32(v) | Value::Gauge32(v) | Value::TimeTicks(v) => v.to_string(),
+        Value::Counter64(v) => v.to_string(),
+        Value::Opaque(b) => hex(b),
+        Value::Null | Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView => {
+            return None
+        }
+    })
+}
+
+/// A non-negative integer value (for counters).
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Counter32(x) | Value::Gauge32(x) | Value::TimeTicks(x) => Some(u64::from(*x)),
+        Value::Counter64(x) => Some(*x),
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+/// The point value of a number: integers as Int, Counter64 above i64::MAX as
+/// Double.
+fn number_point(v: &Value) -> Option<PointValue> {
+    match v {
+        Value::Integer(i) => Some(PointValue::Int(*i)),
+        other => as_u64(other).map(|u| match i64::try_from(u) {
+            Ok(i) => PointValue::Int(i),
+            Err(_) => PointValue::Double(u as f64),
+        }),
+    }
+}
+
+/// Seconds of a TimeTicks (or any number taken as hundredths).
+fn seconds_point(v: &Value) -> Option<PointValue> {
+    match v {
+        Value::Integer(i) => Some(PointValue::Double(*i as f64 / 100.0)),
+        other => as_u64(other).map(|u| PointValue::Double(u as f64 / 100.0)),
+    }
+}
+
+/// Metrics of one collection, merged by name.
+#[derive(Default, Debug)]
+pub struct MetricSet {
+    metrics: Vec<Metric>,
+    by_name: HashMap<String, usize>,
+}
+
+impl MetricSet {
+    /// Adds a point to the metric `name`, creating it on first use. A point whose
+    /// kind disagrees with the metric's (an agent answering one column with two
+    /// types) is dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        name: &str,
+        description: &str,
+        unit: &str,
+        counter: bool,
+        point: DataPoint,
+    ) {
+        let kind = if counter {
+            MetricKind::Sum
+        } else {
+            MetricKind::Gauge
+        };
+        let i = match self.by_name.get(name) {
+            Some(i) => *i,
+            None => {
+                let mut m = Metric::gauge(name, unit, 0, 0.0, vec![]);
+                m.points = Default::default();
+                m.description = description.into();
+                m.kind = kind;
+                if counter {
+                    m.temporality = Temporality::Cumulative;
+                    m.is_monotonic = true;
+                }
+                self.metrics.push(m);
+                self.by_name
+                    .insert(name.to_string(), self.metrics.len() - 1);
+                self.metrics.len() - 1
+            }
+        };
+        if self.metrics[i].kind == kind {
+            self.metrics[i].points.push(point);
+        } else {
+            tracing::debug!(
+                metric = name,
+                "dropped a point whose type differs from the metric's"
+            );
+        }
+    }
+
+    /// Merges another set into this one.
+    pub fn extend(&mut self, other: MetricSet) {
+        for m in other.metrics {
+            let counter = m.kind == MetricKind::Sum;
+            for p in m.points.into_iter() {
+                self.add(&m.name, &m.description, &m.unit, counter, p);
+            }
+        }
+    }
+
+    /// The metrics, in first-seen order.
+    pub fn into_metrics(self) -> Vec<Metric> {
+        self.metrics
+    }
+
+    /// Looks a metric up (tests).
+    pub fn get(&self, name: &str) -> Option<&Metric> {
+        self.by_name.get(name).map(|i| &self.metrics[*i])
+    }
+}
+
+/// Attributes shared by every point of a target: `snmp.target` and its labels.
+pub fn target_attributes(t: &Target) -> Vec<KeyValue> {
+    let mut v = vec![KeyValue::new("snmp.target", t.name.as_str())];
+    for (k, val) in &t.labels {
+        match v.iter_mut().find(|kv| kv.key.as_str() == k) {
+            Some(kv) => kv.value = AnyValue::from(val.as_str()),
+            None => v.push(KeyValue::new(k.as_str(), val.as_str())),
+        }
+    }
+    v
+}
+
+struct PointCtx<'a> {
+    base: &'a [KeyValue],
+    now: u64,
+}
+
+fn point(ctx: &PointCtx<'_>, extra: Vec<KeyValue>, start: u64, value: PointValue) -> DataPoint {
+    let mut attributes = ctx.base.to_vec();
+    attributes.extend(extra);
+    DataPoint {
+        attributes: attributes.into(),
+        start_time_unix_nano: start,
+        time_unix_nano: ctx.now,
+        value,
+    }
+}
+
+/// Adds the point of one built-in object.
+#[allow(clippy::too_many_arguments)]
+fn add_object(
+    out: &mut MetricSet,
+    counters: &mut CounterState,
+    ctx: &PointCtx<'_>,
+    o: &Object,
+    index: &[u32],
+    mut labels: Vec<KeyValue>,
+    value: &Value,
+) {
+    match o.kind {
+        ObjKind::Label => {}
+        ObjKind::Counter => {
+            let (Some(raw), Some(pv)) = (as_u64(value), number_point(value)) else {
+                return;
+            };
+            let start = counters.start_for(o.name, index, raw, ctx.now);
+            out.add(
+                o.name,
+                o.description,
+                o.unit,
+                true,
+                point(ctx, labels, start, pv),
+            );
+        }
+        ObjKind::Gauge => {
+            if let Some(pv) = number_point(value) {
+                out.add(
+                    o.name,
+                    o.description,
+                    o.unit,
+                    false,
+                    point(ctx, labels, 0, pv),
+                );
+            }
+        }
+        ObjKind::Seconds => {
+            if let Some(pv) = seconds_point(value) {
+                out.add(
+                    o.name,
+                    o.description,
+                    o.unit,
+                    false,
+                    point(ctx, labels, 0, pv),
+                );
+            }
+        }
+        ObjKind::Info => {
+            if let Some(text) = render(value, o.render) {
+                labels.push(KeyValue::new(o.name, text));
+                out.add(
+                    o.name,
+                    o.description,
+                    o.unit,
+                    false,
+                    point(ctx, labels, 0, PointValue::Int(1)),
+                );
+            }
+        }
+    }
+}
+
+/// Attributes named `names` from an instance index: one arc each, the last name
+/// taking every remaining arc (dotted); `index` when no name is given and the
+/// index is not the scalar `.0`.
+pub fn index_attributes(names: &[&str], index: &[u32]) -> Vec<KeyValue> {
+    let dotted = |arcs: &[u32]| {
+        arcs.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    if names.is_empty() {
+        return if index.is_empty() || index == [0] {
+            vec![]
+        } else {
+            vec![KeyValue::new("index", dotted(index))]
+        };
+    }
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let part = if i + 1 == names.len() {
+            index.get(i..).unwrap_or(&[])
+        } else {
+            index.get(i..i + 1).unwrap_or(&[])
+        };
+        if !part.is_empty() {
+            out.push(KeyValue::new(*n, dotted(part)));
+        }
+    }
+    out
+}
+
+/// Turns one target's variables into metrics (pure, apart from the counter state).
+pub fn build_metrics(
+    plan: &Plan,
+    target: &Target,
+    vars: &BTreeMap<Oid, Value>,
+    counters: &mut CounterState,
+    now: u64,
+    out: &mut MetricSet,
+) {
+    let base = target_attributes(target);
+    let ctx = PointCtx { base: &base, now };
+    let uptime = Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 3, 0]);
+    if let Some(Value::TimeTicks(t)) = vars.get(&uptime) {
+        counters.observe_uptime(*t, now);
+    }
+    for g in &plan.scalars {
+        let base_oid = Oid::from_slice(g.base);
+        for o in g.objects {
+            if let Some(v) = vars.get(&base_oid.child(&[o.sub, 0])) {
+                add_object(out, counters, &ctx, o, &[0], vec![], v);
+            }
+        }
+    }
+    for t in &plan.tables {
+        let entry = Oid::from_slice(t.entry);
+        // Row labels: the table's own label columns, then foreign ones.
+        let mut row_labels: BTreeMap<Vec<u32>, Vec<KeyValue>> = BTreeMap::new();
+        for c in t.columns.iter().filter(|c| c.kind == ObjKind::Label) {
+            let col = entry.child(&[c.sub]);
+            for (oid, v) in vars.range(col.clone()..) {
+                let Some(index) = oid.suffix(&col) else { break };
+                if let Some(text) = render(v, c.render) {
+                    row_labels
+                        .entry(index.to_vec())
+                        .or_default()
+                        .push(KeyValue::new(c.name, text));
+                }
+            }
+        }
+        for f in t.foreign_labels {
+            let col = Oid::from_slice(f.column);
+            for (oid, v) in vars.range(col.clone()..) {
+                let Some(index) = oid.suffix(&col) else { break };
+                if let Some(text) = render(v, Render::Text) {
+                    row_labels
+                        .entry(index.to_vec())
+                        .or_default()
+                        .push(KeyValue::new(f.name, text));
+                }
+            }
+        }
+        for c in t.columns.iter().filter(|c| c.kind != ObjKind::Label) {
+            let col = entry.child(&[c.sub]);
+            for (oid, v) in vars.range(col.clone()..) {
+                let Some(index) = oid.suffix(&col) else { break };
+                if index.is_empty() {
+                    continue;
+                }
+                let mut labels = index_attributes(t.index_labels, index);
+                if let Some(l) = row_labels.get(index) {
+                    labels.extend(l.iter().cloned());
+                }
+                add_object(out, counters, &ctx, c, index, labels, v);
+            }
+        }
+    }
+    for c in &plan.oids {
+        let names: Vec<&str> = c.index_labels.iter().map(String::as_str).collect();
+        let mut add = |index: &[u32], v: &Value| {
+            let mut labels = index_attributes(&names, index);
+            let auto_counter = matches!(v, Value::Counter32(_) | Value::Counter64(_));
+            let counter = match c.kind {
+                Some(OidType::Counter) => true,
+                Some(OidType::Gauge) => false,
+                None => auto_counter,
+            };
+            let is_text = matches!(
+                v,
+                Value::OctetString(_) | Value::ObjectId(_) | Value::IpAddress(_) | Value::Opaque(_)
+            );
+            if is_text {
+                if counter {
+                    return;
+                }
+                if let Some(text) = render(v, Render::Text) {
+                    labels.push(KeyValue::new(c.name.as_str(), text));
+                    out.add(
+                        &c.name,
+                        &c.description,
+                        &c.unit,
+                        false,
+                        point(&ctx, labels, 0, PointValue::Int(1)),
+                    );
+                }
+                return;
+            }
+            let pv = if matches!(v, Value::TimeTicks(_)) {
+                seconds_point(v)
+            } else {
+                number_point(v)
+            };
+            let Some(pv) = pv else { return };
+            let start = if counter {
+                let Some(raw) = as_u64(v) else { return };
+                counters.start_for(&c.name, index, raw, now)
+            } else {
+                0
+            };
+            out.add(
+                &c.name,
+                &c.description,
+                &c.unit,
+                counter,
+                point(&ctx, labels, start, pv),
+            );
+        };
+        if let Some(v) = vars.get(&c.oid) {
+            // A scalar instance answered the GET.
+            add(&[], v);
+            continue;
+        }
+        for (oid, v) in vars.range(c.oid.clone()..) {
+            let Some(index) = oid.suffix(&c.oid) else {
+                break;
+            };
+            if !index.is_empty() {
+                add(index, v);
+            }
+        }
+    }
+    counters.finish(now);
+}
+
+/// One target's last outcome, for `snmp.up` and health.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetStatus {
+    /// The target's name (`snmp.target`).
+    pub address: String,
+    /// Whether the last collection succeeded.
+    pub up: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+/// One target: its session and counter state.
+pub struct TargetPoller {
+    session: Session,
+    counters: CounterState,
+}
+
+/// What polling one target produced.
+pub struct PollResult {
+    /// Its metrics (empty when it failed).
+    pub metrics: MetricSet,
+    /// Outcome.
+    pub status: TargetStatus,
+    /// Time taken.
+    pub duration: Duration,
+}
+
+impl TargetPoller {
+    /// A poller; nothing is sent until the first collection.
+    pub fn new(target: Target) -> Self {
+        TargetPoller {
+            session: Session::new(target),
+            counters: CounterState::default(),
+        }
+    }
+
+    /// The session (tests read its request counters).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Fetches every variable of the plan. A fatal error (timeout, credentials,
+    /// network) ends the poll; an agent error on one walk is logged and the other
+    /// walks go on.
+    pub async fn fetch(&mut self, plan: &Plan) -> Result<BTreeMap<Oid, Value>, SnmpError> {
+        let mut vars = BTreeMap::new();
+        if !plan.get_oids.is_empty() {
+            for (o, v) in self.session.get(&plan.get_oids).await? {
+                vars.insert(o, v);
+            }
+        }
+        let mut roots = plan.walk_roots.clone();
+        roots.extend(
+            plan.oids
+                .iter()
+                .filter(|c| !vars.contains_key(&c.oid))
+                .map(|c| c.oid.clone()),
+        );
+        for root in roots {
+            let mut found = Vec::new();
+            match self
+                .session
+                .walk(&root, plan.max_repetitions, &mut found)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if !e.is_fatal() => {
+                    tracing::warn!(target_address = %self.session.target().address, "{e}");
+                }
+                Err(e) => return Err(e),
+            }
+            vars.extend(found);
+        }
+        Ok(vars)
+    }
+
+    /// Polls the target and builds its metrics, `snmp.up` and
+    /// `snmp.collect.duration` included.
+    pub async fn poll(&mut self, plan: &Plan) -> PollResult {
+        let started = Instant::now();
+        let fetched = self.fetch(plan).await;
+        let now = now_ns();
+        let duration = started.elapsed();
+        let target = self.session.target().clone();
+        let mut metrics = MetricSet::default();
+        let status = match fetched {
+            Ok(vars) => {
+                build_metrics(plan, &target, &vars, &mut self.counters, now, &mut metrics);
+                TargetStatus {
+                    address: target.name.clone(),
+                    up: true,
+                    reason: None,
+                }
+            }
+            Err(e) => {
+                if matches!(e, SnmpError::Network(_)) {
+                    self.session.reset();
+                }
+                TargetStatus {
+                    address: target.name.clone(),
+                    up: false,
+                    reason: Some(e.to_string()),
+                }
+            }
+        };
+        add_status_metrics(&mut metrics, &target, status.up, Some(duration), now);
+        PollResult {
+            metrics,
+            status,
+            duration,
+        }
+    }
+}
+
+/// `snmp.up` and `snmp.collect.duration` of one target.
+pub fn add_status_metrics(
+    out: &mut MetricSet,
+    target: &Target,
+    up: bool,
+    duration: Option<Duration>,
+    now: u64,
+) {
+    let base = target_attributes(target);
+    let ctx = PointCtx { base: &base, now };
+    out.add(
+        mibs::UP_METRIC,
+        "1 when the target answered the last collection, 0 when it did not (see the plugin's health for why).",
+        "1",
+        false,
+        point(&ctx, vec![], 0, PointValue::Int(i64::from(up))),
+    );
+    if let Some(d) = duration {
+        out.add(
+            mibs::DURATION_METRIC,
+            "Time the last collection of the target took.",
+            "s",
+            false,
+            point(&ctx, vec![], 0, PointValue::Double(d.as_secs_f64())),
+        );
+    }
+}
+
+/// All targets of an instance.
+pub struct Collector {
+    plan: Arc<Plan>,
+    targets: Vec<Target>,
+    pollers: Vec<Arc<tokio::sync::Mutex<TargetPoller>>>,
+    statuses: Vec<Option<TargetStatus>>,
+    collect_timeout: Duration,
+}
+
+impl Collector {
+    /// A collector for validated settings; sends nothing yet.
+    pub fn new(settings: &Settings) -> Self {
+        Collector {
+            plan: Arc::new(Plan::new(settings)),
+            targets: settings.targets.clone(),
+            pollers: settings
+                .targets
+                .iter()
+                .map(|t| Arc::new(tokio::sync::Mutex::new(TargetPoller::new(t.clone()))))
+                .collect(),
+            statuses: vec![None; settings.targets.len()],
+            collect_timeout: settings.collect_timeout,
+        }
+    }
+
+    /// The plan (tests).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Each target's last outcome (None before its first collection).
+    pub fn statuses(&self) -> &[Option<TargetStatus>] {
+        &self.statuses
+    }
+
+    /// Polls every target concurrently (call on the instance runtime) and returns
+    /// the merged metrics. Targets not done within `collect_timeout` are reported
+    /// down; a poller whose task failed is replaced by a fresh one.
+    pub async fn collect(&mut self) -> Vec<Metric> {
+        let mut set = tokio::task::JoinSet::new();
+        let mut index_of = HashMap::new();
+        for (i, p) in self.pollers.iter().enumerate() {
+            let (p, plan) = (p.clone(), self.plan.clone());
+            let h = set.spawn(async move { p.lock().await.poll(&plan).await });
+            index_of.insert(h.id(), i);
+        }
+        let mut results: Vec<Option<PollResult>> = (0..self.pollers.len()).map(|_| None).collect();
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        let deadline = tokio::time::sleep(self.collect_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = set.join_next_with_id() => match next {
+                    None => break,
+                    Some(Ok((id, r))) => {
+                        if let Some(i) = index_of.get(&id) {
+                            results[*i] = Some(r);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if let Some(i) = index_of.get(&e.id()) {
+                            failed.push((*i, format!("internal error while polling: {e}")));
+                        }
+                    }
+                },
+                _ = &mut deadline => {
+                    set.abort_all();
+                    while set.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        let failed_idx: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+        for (i, why) in failed {
+            // A panicked task: start over with a fresh session and counters.
+            self.pollers[i] = Arc::new(tokio::sync::Mutex::new(TargetPoller::new(
+                self.targets[i].clone(),
+            )));
+            self.set_status(i, false, Some(why));
+        }
+        let now = now_ns();
+        let mut all = MetricSet::default();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Some(r) => {
+                    self.set_status(i, r.status.up, r.status.reason.clone());
+                    all.extend(r.metrics);
+                }
+                None => {
+                    if !failed_idx.contains(&i) {
+                        self.set_status(
+                            i,
+                            false,
+                            Some(format!(
+                                "the collection did not finish within collect_timeout ({:?})",
+                                self.collect_timeout
+                            )),
+                        );
+                    }
+                    add_status_metrics(&mut all, &self.targets[i], false, None, now);
+                }
+            }
+        }
+        all.into_metrics()
+    }
+
+    fn set_status(&mut self, i: usize, up: bool, reason: Option<String>) {
+        let address = self.targets[i].name.clone();
+        let new = TargetStatus {
+            address: address.clone(),
+            up,
+            reason,
+        };
+        let old = self.statuses[i].replace(new.clone());
+        if old.as_ref() != Some(&new) {
+            match (&new.reason, old.map(|o| o.up)) {
+                (Some(r), _) => tracing::warn!(target_address = %address, "SNMP target down: {r}"),
+                (None, Some(false)) => {
+                    tracing::info!(target_address = %address, "SNMP target up again")
+                }
+                (None, _) => {}
+            }
+        }
+    }
+
+    /// The batch of one collection.
+    pub fn batch(metrics: Vec<Metric>) -> Batch {
+        Batch {
+            metrics: metrics.into(),
+            ..Batch::default()
+        }
+    }
+
+    /// Drops every session (and socket); called from `shutdown` while the
+    /// runtime still runs.
+    pub fn close(&mut self) {
+        self.pollers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn settings(json: &str) -> Settings {
+        serde_json::from_str::<Config>(json)
+            .unwrap()
+            .resolve()
+            .unwrap()
+    }
+
+    fn oid(s: &str) -> Oid {
+        s.parse().unwrap()
+    }
+
+    fn attr<'a>(p: &'a DataPoint, k: &str) -> Option<&'a AnyValue> {
+        p.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| &kv.value)
+    }
+
+    fn s(v: &str) -> AnyValue {
+        AnyValue::Str(v.into())
+    }
+
+    #[test]
+    fn plan_avoids_overlapping_walks() {
+        let st = settings(r#"{"targets": [{"address": "h"}]}"#);
+        let p = Plan::new(&st);
+        let roots: Vec<String> = p.walk_roots.iter().map(|o| o.to_string()).collect();
+        // ifName and ifDescr are inside the walked entries.
+        assert_eq!(roots, ["1.3.6.1.2.1.2.2.1", "1.3.6.1.2.1.31.1.1.1"]);
+        assert_eq!(p.get_oids.len(), 7);
+        let st = settings(
+            r#"{"targets": [{"address": "h"}], "scalars": [], "tables": ["ifTable", "hrProcessorTable"],
+                "oids": [{"oid": "1.3.6.1.4.1.2021.10.1.5", "name": "laLoadInt"}]}"#,
+        );
+        let p = Plan::new(&st);
+        let roots: Vec<String> = p.walk_roots.iter().map(|o| o.to_string()).collect();
+        assert_eq!(
+            roots,
+            [
+                "1.3.6.1.2.1.2.2.1",
+                "1.3.6.1.2.1.25.3.3.1.2",
+                "1.3.6.1.2.1.31.1.1.1.1"
+            ]
+        );
+        assert_eq!(p.get_oids, [oid("1.3.6.1.4.1.2021.10.1.5")]);
+    }
+
+    fn sample_vars(in_octets: u32, hc_in: u64, uptime: u32) -> BTreeMap<Oid, Value> {
+        let mut v = BTreeMap::new();
+        let mut put = |o: &str, val: Value| {
+            v.insert(oid(o), val);
+        };
+        put(
+            "1.3.6.1.2.1.1.1.0",
+            Value::OctetString(b"Linux test".to_vec()),
+        );
+        put(
+            "1.3.6.1.2.1.1.2.0",
+            Value::ObjectId(oid("1.3.6.1.4.1.8072.3.2.10")),
+        );
+        put("1.3.6.1.2.1.1.3.0", Value::TimeTicks(uptime));
+        put("1.3.6.1.2.1.1.5.0", Value::OctetString(b"agent".to_vec()));
+        put("1.3.6.1.2.1.2.2.1.1.1", Value::Integer(1));
+        put("1.3.6.1.2.1.2.2.1.2.1", Value::OctetString(b"lo".to_vec()));
+        put("1.3.6.1.2.1.2.2.1.3.1", Value::Integer(24));
+        put("1.3.6.1.2.1.2.2.1.5.1", Value::Gauge32(10_000_000));
+        put("1.3.6.1.2.1.2.2.1.6.1", Value::OctetString(vec![]));
+        put(
+            "1.3.6.1.2.1.2.2.1.6.2",
+            Value::OctetString(vec![0xa6, 0xc5, 0x16, 0x59, 0x9d, 0x67]),
+        );
+        put("1.3.6.1.2.1.2.2.1.9.1", Value::TimeTicks(250));
+        put("1.3.6.1.2.1.2.2.1.10.1", Value::Counter32(in_octets));
+        put("1.3.6.1.2.1.2.2.1.22.1", Value::ObjectId(oid("0.0")));
+        put(
+            "1.3.6.1.2.1.31.1.1.1.1.1",
+            Value::OctetString(b"lo".to_vec()),
+        );
+        put("1.3.6.1.2.1.31.1.1.1.6.1", Value::Counter64(hc_in));
+        put(
+            "1.3.6.1.2.1.31.1.1.1.18.1",
+            Value::OctetString(b"loop back".to_vec()),
+        );
+        v
+    }
+
+    #[test]
+    fn builds_typed_metrics_with_row_labels() {
+        let st =
+            settings(r#"{"targets": [{"address": "10.1.1.1:161", "labels": {"site": "lab"}}]}"#);
+        let plan = Plan::new(&st);
+        let mut counters = CounterState::default();
+        let mut out = MetricSet::default();
+        build_metrics(
+            &plan,
+            &st.targets[0],
+            &sample_vars(1000, u64::MAX, 500),
+            &mut counters,
+            7_000,
+            &mut out,
+        );
+
+        let up = out.get("sysUpTime").unwrap();
+        assert_eq!(up.kind, MetricKind::Gauge);
+        assert_eq!(up.unit.as_str(), "s");
+        assert_eq!(up.points[0].value, PointValue::Double(5.0));
+        assert_eq!(attr(&up.points[0], "snmp.target"), Some(&s("10.1.1.1:161")));
+        assert_eq!(attr(&up.points[0], "site"), Some(&s("lab")));
+
+        let descr = out.get("sysDescr").unwrap();
+        assert_eq!(descr.points[0].value, PointValue::Int(1));
+        assert_eq!(attr(&descr.points[0], "sysDescr"), Some(&s("Linux test")));
+        let oid_info = out.get("sysObjectID").unwrap();
+        assert_eq!(
+            attr(&oid_info.points[0], "sysObjectID"),
+            Some(&s("1.3.6.1.4.1.8072.3.2.10"))
+        );
+        assert!(out.get("sysContact").is_none());
+
+        let inoct = out.get("ifInOctets").unwrap();
+        assert_eq!(inoct.kind, MetricKind::Sum);
+        assert!(inoct.is_monotonic);
+        assert_eq!(inoct.temporality, Temporality::Cumulative);
+        let p = &inoct.points[0];
+        assert_eq!(p.value, PointValue::Int(1000));
+        assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (7_000, 7_000));
+        assert_eq!(attr(p, "ifIndex"), Some(&s("1")));
+        assert_eq!(attr(p, "ifDescr"), Some(&s("lo")));
+        assert_eq!(attr(p, "ifName"), Some(&s("lo")));
+
+        let hc = out.get("ifHCInOctets").unwrap();
+        assert_eq!(hc.points[0].value, PointValue::Double(u64::MAX as f64));
+        assert_eq!(attr(&hc.points[0], "ifDescr"), Some(&s("lo")));
+        assert_eq!(
+            out.get("ifSpeed").unwrap().points[0].value,
+            PointValue::Int(10_000_000)
+        );
+        assert_eq!(
+            out.get("ifLastChange").unwrap().points[0].value,
+            PointValue::Double(2.5)
+        );
+        let phys = out.get("ifPhysAddress").unwrap();
+        assert_eq!(attr(&phys.points[0], "ifPhysAddress"), Some(&s("")));
+        assert_eq!(
+            attr(&phys.points[1], "ifPhysAddress"),
+            Some(&s("a6:c5:16:59:9d:67"))
+        );
+        assert_eq!(
+            attr(&out.get("ifAlias").unwrap().points[0], "ifAlias"),
+            Some(&s("loop back"))
+        );
+        // Label columns and ifIndex / ifSpecific are no metrics.
+        for n in ["ifDescr", "ifName", "ifIndex", "ifSpecific"] {
+            assert!(out.get(n).is_none(), "{n}");
+        }
+    }
+
+    #[test]
+    fn counter_start_times_follow_wraps_and_restarts() {
+        let st = settings(r#"{"targets": [{"address": "h"}]}"#);
+        let plan = Plan::new(&st);
+        let mut c = CounterState::default();
+        let start = |vars: &BTreeMap<Oid, Value>, c: &mut CounterState, now: u64, name: &str| {
+            let mut out = MetricSet::default();
+            build_metrics(&plan, &st.targets[0], vars, c, now, &mut out);
+            let p = &out.get(name).unwrap().points[0];
+            (p.start_time_unix_nano, p.value.clone())
+        };
+        let sec = 1_000_000_000u64;
+        assert_eq!(
+            start(&sample_vars(100, 5, 1000), &mut c, 10 * sec, "ifInOctets").0,
+            10 * sec
+        );
+        assert_eq!(
+            start(&sample_vars(200, 6, 2000), &mut c, 20 * sec, "ifInOctets").0,
+            10 * sec
+        );
+        // Counter32 wrapped between 20 s and 30 s: the new count starts after 20 s.
+        assert_eq!(
+            start(&sample_vars(50, 7, 3000), &mut c, 30 * sec, "ifInOctets"),
+            (20 * sec, PointValue::Int(50))
+        );
+        assert_eq!(
+            start(&sample_vars(60, 8, 4000), &mut c, 40 * sec, "ifHCInOctets").0,
+            10 * sec
+        );
+        // The agent restarted 5 s before the 50 s collection (sysUpTime 500 ticks):
+        // every counter restarts then, even ifHCInOctets which went up.
+        let (s50, _) = start(&sample_vars(70, 9, 500), &mut c, 50 * sec, "ifHCInOctets");
+        assert_eq!(s50, 45 * sec);
+    }
+
+    #[test]
+    fn custom_oids_scalars_tables_and_forced_types() {
+        let st = settings(
+            r#"{"targets": [{"address": "h"}], "scalars": [], "tables": [],
+                "oids": [
+                  {"oid": "1.3.6.1.2.1.1.3.0", "name": "uptime"},
+                  {"oid": "1.3.6.1.4.1.2021.10.1.5", "name": "load", "index_labels": ["la"]},
+                  {"oid": "1.3.6.1.4.1.9.9.1", "name": "pkts", "type": "counter", "index_labels": ["a", "rest"]},
+                  {"oid": "1.3.6.1.4.1.9.9.2", "name": "errs"},
+                  {"oid": "1.3.6.1.4.1.9.9.3", "name": "label"}
+                ]}"#,
+        );
+        let plan = Plan::new(&st);
+        let mut vars = BTreeMap::new();
+        vars.insert(oid("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(1234));
+        vars.insert(oid("1.3.6.1.4.1.2021.10.1.5.1"), Value::Integer(12));
+        vars.insert(oid("1.3.6.1.4.1.2021.10.1.5.2"), Value::Integer(7));
+        vars.insert(oid("1.3.6.1.4.1.9.9.1.4.10.20"), Value::Gauge32(99));
+        vars.insert(oid("1.3.6.1.4.1.9.9.2.3"), Value::Counter64(5));
+        vars.insert(
+            oid("1.3.6.1.4.1.9.9.3.0"),
+            Value::OctetString(b"hello".to_vec()),
+        );
+        let mut out = MetricSet::default();
+        build_metrics(
+            &plan,
+            &st.targets[0],
+            &vars,
+            &mut CounterState::default(),
+            1,
+            &mut out,
+        );
+        let up = out.get("uptime").unwrap();
+        assert_eq!(up.points[0].value, PointValue::Double(12.34));
+        assert_eq!(up.points[0].attributes.len(), 1); // snmp.target only
+        let load = out.get("load").unwrap();
+        assert_eq!(load.kind, MetricKind::Gauge);
+        assert_eq!(load.points.len(), 2);
+        assert_eq!(attr(&load.points[1], "la"), Some(&s("2")));
+        let pk = out.get("pkts").unwrap();
+        assert_eq!(pk.kind, MetricKind::Sum);
+        assert_eq!(attr(&pk.points[0], "a"), Some(&s("4")));
+        assert_eq!(attr(&pk.points[0], "rest"), Some(&s("10.20")));
+        let errs = out.get("errs").unwrap();
+        assert_eq!(errs.kind, MetricKind::Sum);
+        assert_eq!(attr(&errs.points[0], "index"), Some(&s("3")));
+        let l = out.get("label").unwrap();
+        assert_eq!(attr(&l.points[0], "label"), Some(&s("hello")));
+        assert!(attr(&l.points[0], "index").is_none());
+    }
+
+    #[test]
+    fn rendering() {
+        assert_eq!(
+            render(&Value::OctetString(b"eth0\0".to_vec()), Render::Text).unwrap(),
+            "eth0"
+        );
+        assert_eq!(
+            render(&Value::OctetString(vec![0, 1, 0xff]), Render::Text).unwrap(),
+            "00:01:ff"
+        );
+        assert_eq!(
+            render(&Value::OctetString(b"ab".to_vec()), Render::Hex).unwrap(),
+            "61:62"
+        );
+        assert_eq!(
+            render(&Value::IpAddress([10, 0, 0, 1]), Render::Text).unwrap(),
+            "10.0.0.1"
+        );
+        assert_eq!(render(&Value::NoSuchObject, Render::Text), None);
+        assert_eq!(index_attributes(&[], &[0]), vec![]);
+        assert_eq!(
+            index_attributes(&[], &[1, 2]),
+            vec![KeyValue::new("index", "1.2")]
+        );
+        assert_eq!(
+            index_attributes(&["a", "b"], &[1]),
+            vec![KeyValue::new("a", "1")]
+        );
+    }
+}
