@@ -520,3 +520,64 @@ fn system_metrics_are_scraped_and_a_sink_swap_under_the_system_source_loses_noth
     );
     eprintln!("system source: {exported} items through 3 sink swaps, none lost");
 }
+
+#[test]
+fn the_shipped_config_validates_with_every_available_plugin_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugins = d.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    let available = [
+        "system",
+        "prometheus",
+        "otlp",
+        "file_exporter",
+        "snmp",
+        "mqtt",
+        "ebpf",
+    ];
+    for p in available {
+        install(&plugins, &fixture(p), p);
+    }
+    let shipped =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tfo-agent.yaml"))
+            .unwrap();
+    // Enable every block whose plugin exists; the keys shipped must be the ones the
+    // plugins accept (validate runs each plugin's create).
+    let mut text = String::new();
+    let mut current = String::new();
+    for line in shipped.lines() {
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !name.starts_with(' ') && !name.starts_with('#') {
+                current = name.to_string();
+            }
+        }
+        let enable = available.iter().any(|p| p.replace('_', "-") == current);
+        if enable && line.trim() == "enabled: false" {
+            text.push_str(&line.replace("false", "true"));
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    assert_eq!(
+        text.matches("enabled: true").count(),
+        available.len(),
+        "{text}"
+    );
+    let cfg = d.join("tfo-agent.yaml");
+    fs::write(&cfg, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .env("TFO_PLUGIN_DIR", &plugins)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
