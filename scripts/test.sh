@@ -34,7 +34,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "== tests: workspace"
-cargo test --workspace 2>&1 | tee -a "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 echo "== tests: sdk-examples/file-exporter (built as a vendor builds it)"
 cargo test --manifest-path sdk-examples/file-exporter/Cargo.toml 2>&1 | tee -a "$log"
 # One closing line over every test binary (pipefail already stopped on a failure).
