@@ -294,7 +294,11 @@ pub async fn check(file: &Path, config: serde_json::Value, deadline: Duration) -
             // Closing the library under a running thread would crash this process:
             // keep it loaded until exit, as the agent does.
             std::mem::forget(stuck);
-            out.push(Point { name: "unload", pass: false, detail: "not attempted: the plugin still runs code".into() });
+            out.push(Point {
+                name: "unload",
+                pass: false,
+                detail: "not attempted: the plugin still runs code".into(),
+            });
             return out;
         }
     }

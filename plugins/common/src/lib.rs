@@ -15,6 +15,8 @@
 //!   alphabet some wire formats need.
 //! - [`config`]: serde helpers shared by plugin configs (durations written like the
 //!   agent's own config: `500ms`, `10s`, `5m`, `1h`, or a number of seconds).
+//! - `otlp` (cargo feature `otlp`): the agent's data model -> OTLP export requests
+//!   (opentelemetry-proto messages), shared by the plugins that send OTLP.
 //! - `testing` (cargo feature `testing`): a strict local HTTP/HTTPS server for
 //!   contract tests, with a generated CA, request recording and scripted answers.
 #![warn(missing_docs)]
@@ -22,6 +24,8 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -14,7 +14,7 @@
 //!   username: "agent"
 //!   password: "${MQTT_PASSWORD}"
 //!   topic: "telemetry/{type}/{host}"    # publish (sink); placeholders below
-//!   format: json                        # json | influx
+//!   format: json                        # json | influx | otlp
 //!   qos: 1
 //!   subscribe:                          # ingest (source)
 //!     - topic: "sensors/+/climate"
@@ -47,6 +47,8 @@ pub enum Format {
     Json,
     /// InfluxDB line protocol (metrics only).
     Influx,
+    /// Sink only: one protobuf OTLP export request per signal of a batch.
+    Otlp,
 }
 
 /// Configuration of one mqtt instance, as written by the user.
@@ -678,6 +680,17 @@ impl Config {
                     format!("{} is not a QoS level (0, 1 or 2)", s.qos),
                 );
             }
+            if s.format == Format::Otlp {
+                // Ingesting OTLP would need the otlp receiver's OTLP -> model
+                // conversion, which lives in the otlp plugin; the source ingests
+                // metrics from JSON and line protocol only.
+                err(
+                    &format!("{p}.format"),
+                    "otlp is a publishing format only; subscriptions accept json or influx \
+                     (receive OTLP with the otlp integration)"
+                        .into(),
+                );
+            }
             if let Some(m) = &s.mapping {
                 if s.format != Format::Json {
                     err(
@@ -1011,6 +1024,18 @@ mod tests {
                 "subscribe[2].mapping.labels.l",
             ]
         );
+    }
+
+    #[test]
+    fn otlp_is_a_publishing_format_only() {
+        let s = resolve(r#"{"broker": "tcp://b", "topic": "t/{type}", "format": "otlp"}"#).unwrap();
+        assert_eq!(s.publish.unwrap().format, Format::Otlp);
+        let e = resolve(
+            r#"{"broker": "tcp://b", "subscribe": [{"topic": "a"}, {"topic": "b", "format": "otlp"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(paths(&e), ["subscribe[1].format"]);
+        assert!(e[0].message.contains("publishing format only"), "{e:?}");
     }
 
     #[test]

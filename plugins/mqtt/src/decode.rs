@@ -67,6 +67,8 @@ pub fn decode(
             metrics: decode_influx(payload, now_unix_nano)?.into(),
             ..Batch::default()
         },
+        // Refused by config validation; kept as an error, never a panic.
+        Format::Otlp => return Err("subscriptions do not accept format otlp".into()),
     };
     if batch.metrics.is_empty() {
         return Err("no numeric value in the message".into());

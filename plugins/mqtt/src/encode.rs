@@ -23,6 +23,16 @@
 //! - trace and span ids are lowercase hex; an all-zero parent span id and all-zero
 //!   ids on a log record are omitted.
 //!
+//! ## `format: otlp`
+//! One message per signal present in the batch, whose payload is the
+//! protobuf-encoded OTLP export request of that signal (`ExportMetricsServiceRequest`,
+//! `ExportTraceServiceRequest`, `ExportLogsServiceRequest` of opentelemetry-proto,
+//! <https://github.com/open-telemetry/opentelemetry-proto>), built by the encoder the
+//! otlp exporter uses ([`tfo_plugin_common::otlp`]): one resource, items grouped by
+//! instrumentation scope. `{type}` is the signal (`metrics`, `traces`, `logs`) and
+//! `{name}` is `otlp`, since one message carries many items. Metric points whose value
+//! does not fit their metric's kind are left out and counted as skipped.
+//!
 //! ## `format: influx`
 //! InfluxDB line protocol, one line per metric data point, following the reference
 //! <https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>
@@ -51,7 +61,10 @@ use tfo_plugin_api::{
     AnyValue, Batch, DataPoint, KeyValue, LogRecord, Metric, MetricKind, PointValue, Resource,
     Span, SpanKind, StatusCode, Temporality,
 };
-use tfo_plugin_common::auth::base64;
+use tfo_plugin_common::{
+    auth::base64,
+    otlp::{self, prost::Message as _},
+};
 
 use crate::config::{Format, TopicPart, TopicTemplate};
 
@@ -60,17 +73,22 @@ use crate::config::{Format, TopicPart, TopicTemplate};
 pub struct Message {
     /// Rendered topic.
     pub topic: String,
-    /// Payload bytes (UTF-8 text in both formats).
+    /// Payload bytes (UTF-8 text in JSON and Influx, protobuf in OTLP).
     pub payload: Vec<u8>,
+    /// Number of items (points, spans, log records) the message carries: 1, or a
+    /// whole signal of the batch in OTLP format. `export` reports their sum.
+    pub items: u64,
 }
 
 /// A batch turned into messages.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Encoded {
-    /// Messages, metric points first, then spans, then log records.
+    /// Messages, metric points first, then spans, then log records (OTLP: metrics,
+    /// traces, logs).
     pub messages: Vec<Message>,
     /// Items that produce no message (spans and logs in Influx format, points
-    /// without a representable value), with the first reason seen.
+    /// without a representable value, OTLP points whose value does not fit their
+    /// metric's kind), with the first reason seen.
     pub skipped: u64,
     /// Why the first skipped item was skipped.
     pub skip_reason: Option<String>,
@@ -90,19 +108,24 @@ impl Encoded {
 
 /// Encodes a whole batch in `format`, with topics from `template`.
 pub fn encode_batch(batch: &Batch, template: &TopicTemplate, format: Format) -> Encoded {
-    let mut out = Encoded::default();
     let res = ResourceInfo::new(&batch.resource);
+    if format == Format::Otlp {
+        return encode_otlp(batch, template, &res);
+    }
+    let mut out = Encoded::default();
     for metric in batch.metrics.iter() {
         let topic = render_topic(template, "metrics", &metric.name, &res);
         for point in metric.points.iter() {
             let payload = match format {
                 Format::Json => Some(metric_json(&batch.resource, metric, point)),
                 Format::Influx => influx_line(&batch.resource, metric, point),
+                Format::Otlp => unreachable!("handled above"),
             };
             match payload {
                 Some(p) => out.messages.push(Message {
                     topic: topic.clone(),
                     payload: p.into_bytes(),
+                    items: 1,
                 }),
                 None => out.skip(1, || {
                     format!(
@@ -119,15 +142,18 @@ pub fn encode_batch(batch: &Batch, template: &TopicTemplate, format: Format) -> 
                 out.messages.push(Message {
                     topic: render_topic(template, "traces", &span.name, &res),
                     payload: span_json(&batch.resource, span).into_bytes(),
+                    items: 1,
                 });
             }
             for log in batch.logs.iter() {
                 out.messages.push(Message {
                     topic: render_topic(template, "logs", &log_name(log), &res),
                     payload: log_json(&batch.resource, log).into_bytes(),
+                    items: 1,
                 });
             }
         }
+        Format::Otlp => unreachable!("handled above"),
         Format::Influx => {
             let n = (batch.spans.len() + batch.logs.len()) as u64;
             out.skip(n, || {
@@ -136,6 +162,36 @@ pub fn encode_batch(batch: &Batch, template: &TopicTemplate, format: Format) -> 
             });
         }
     }
+    out
+}
+
+/// The `{name}` of every OTLP message: one message carries many items.
+pub const OTLP_NAME: &str = "otlp";
+
+/// `format: otlp`: one protobuf export request per signal present in the batch.
+fn encode_otlp(batch: &Batch, template: &TopicTemplate, res: &ResourceInfo) -> Encoded {
+    let mut out = Encoded::default();
+    let mut push = |kind: &str, payload: Vec<u8>, items: u64| {
+        out.messages.push(Message {
+            topic: render_topic(template, kind, OTLP_NAME, res),
+            payload,
+            items,
+        })
+    };
+    let (metrics, skipped) = otlp::metrics(batch);
+    if let Some(req) = metrics {
+        let points: u64 = batch.metrics.iter().map(|m| m.points.len() as u64).sum();
+        push("metrics", req.encode_to_vec(), points - skipped);
+    }
+    if let Some(req) = otlp::traces(batch) {
+        push("traces", req.encode_to_vec(), batch.spans.len() as u64);
+    }
+    if let Some(req) = otlp::logs(batch) {
+        push("logs", req.encode_to_vec(), batch.logs.len() as u64);
+    }
+    out.skip(skipped, || {
+        "OTLP cannot carry a metric point whose value does not fit its metric's kind".to_string()
+    });
     out
 }
 
@@ -628,13 +684,22 @@ pub fn influx_line(resource: &Resource, metric: &Metric, point: &DataPoint) -> O
     Some(line)
 }
 
-/// The text `preview` shows: one `topic payload` line per message.
-pub fn preview(encoded: &Encoded) -> String {
+/// The text `preview` shows: one `topic payload` line per message (for binary OTLP
+/// payloads, their size and item count instead of the bytes).
+pub fn preview(encoded: &Encoded, format: Format) -> String {
     let mut out = String::new();
     for m in &encoded.messages {
         out.push_str(&m.topic);
         out.push(' ');
-        out.push_str(&String::from_utf8_lossy(&m.payload));
+        if format == Format::Otlp {
+            out.push_str(&format!(
+                "<OTLP protobuf, {} bytes, {} item(s)>",
+                m.payload.len(),
+                m.items
+            ));
+        } else {
+            out.push_str(&String::from_utf8_lossy(&m.payload));
+        }
         out.push('\n');
     }
     if encoded.skipped > 0 {

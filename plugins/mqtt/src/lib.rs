@@ -3,8 +3,9 @@
 //! One library, kind source+sink, all data types, one MQTT 3.1.1 connection per
 //! instance (rumqttc, TLS by rustls with the `ring` provider):
 //! - the **sink** publishes every metric data point, span and log record the
-//!   pipeline hands it as one message, JSON or InfluxDB line protocol ([`encode`]),
-//!   on a topic rendered from a template; `export` returns `Ok` only once the broker
+//!   pipeline hands it as one message, JSON or InfluxDB line protocol, or each
+//!   signal of a batch as one OTLP protobuf export request ([`encode`]), on a topic
+//!   rendered from a template; `export` returns `Ok` only once the broker
 //!   acknowledged every QoS 1/2 message ([`client`]);
 //! - the **source** subscribes to topic filters and turns each message (JSON, with
 //!   an optional field mapping, or line protocol, [`decode`]) into metrics pushed to
@@ -20,7 +21,9 @@
 //! Specifications followed: MQTT Version 3.1.1, OASIS Standard
 //! (<https://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html>); InfluxDB
 //! line protocol reference
-//! (<https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>).
+//! (<https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>);
+//! OTLP messages from opentelemetry-proto
+//! (<https://github.com/open-telemetry/opentelemetry-proto>).
 //! What is sent and accepted, and every config key: `docs/integrations/mqtt.md`.
 //!
 //! Layout (DESIGN.md §8): [`config`] (config and validation), [`encode`] and
@@ -155,7 +158,7 @@ impl Plugin for Mqtt {
         let Some(conn) = &self.conn else {
             return Err(PluginError::retryable("the mqtt instance is not started"));
         };
-        let n = messages.len() as u64;
+        let n = messages.iter().map(|m| m.items).sum();
         ctx.block_on(conn.publish(messages, p.qos, p.retain, self.settings.publish_timeout))?;
         Ok(ExportOk { accepted: n })
     }
@@ -164,9 +167,10 @@ impl Plugin for Mqtt {
         let Some(p) = &self.settings.publish else {
             return Ok("# this instance publishes nothing (no `topic`)\n".to_string());
         };
-        Ok(encode::preview(&encode::encode_batch(
-            batch, &p.topic, p.format,
-        )))
+        Ok(encode::preview(
+            &encode::encode_batch(batch, &p.topic, p.format),
+            p.format,
+        ))
     }
 
     fn health(&self, _ctx: &Context) -> HealthReport {
@@ -225,6 +229,6 @@ tfo_plugin_api::export_plugin! {
     version: env!("CARGO_PKG_VERSION"),
     kind: PluginKind::SourceAndSink,
     data_types: DataTypes::ALL,
-    description: "MQTT 3.1.1: publishes metrics, logs and traces (JSON or Influx line protocol) and ingests metrics from subscriptions",
+    description: "MQTT 3.1.1: publishes metrics, logs and traces (JSON, Influx line protocol or OTLP protobuf) and ingests metrics from subscriptions",
     create: create,
 }

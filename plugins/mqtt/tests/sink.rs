@@ -1,7 +1,9 @@
 //! The sink against a real mosquitto broker: what an independent subscriber
 //! (`mosquitto_sub`) receives is exactly what the encoder documents, for JSON and
-//! Influx payloads and QoS 0, 1 and 2; the retain flag; credentials; TLS with a
-//! generated CA, verification on by default, and mutual TLS.
+//! Influx payloads and QoS 0, 1 and 2; OTLP protobuf payloads, decoded by the
+//! official Python `opentelemetry-proto` classes (`otlp_decode.py`); the retain
+//! flag; credentials; TLS with a generated CA, verification on by default, and
+//! mutual TLS.
 
 mod common;
 
@@ -175,6 +177,123 @@ fn json_and_influx_messages_reach_an_independent_subscriber() {
     // A subscriber arriving after the export gets the message: the broker retained it.
     let mut late = broker.subscribe("retained/#", 1);
     assert_eq!(late.messages(1, WAIT), want);
+    assert!(inst.shutdown(2000).is_ok());
+    assert!(host.panics().is_empty());
+}
+
+/// Python modules the OTLP test decodes with.
+const PY_MODULES: &str = "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2, \
+     opentelemetry.proto.collector.trace.v1.trace_service_pb2, \
+     opentelemetry.proto.collector.logs.v1.logs_service_pb2, google.protobuf.json_format";
+
+/// Writes `payload` to a file and decodes it as the `signal`'s export request with
+/// the independent Python decoder.
+fn decode_with_python(dir: &std::path::Path, signal: &str, payload: &[u8]) -> serde_json::Value {
+    let file = dir.join(format!("{signal}.pb"));
+    std::fs::write(&file, payload).unwrap();
+    let out = common::run_python("otlp_decode.py", &[signal.as_ref(), file.as_os_str()]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"))
+}
+
+#[test]
+fn otlp_protobuf_messages_decoded_by_python() {
+    const TEST: &str = "otlp_protobuf_messages_decoded_by_python";
+    if !common::python_has(PY_MODULES, TEST) {
+        return;
+    }
+    let Some(broker) = Broker::start(TEST, BrokerOptions::default()) else {
+        return;
+    };
+    let b = batch();
+    let mut sub = broker.subscribe_binary("otlp/#", 3);
+    let host = TestHost::default();
+    let mut inst = start(
+        &host,
+        &config(
+            &broker.url(),
+            "sink-otlp",
+            r#""topic": "otlp/{type}/{service}/{name}", "format": "otlp", "qos": 1"#,
+        ),
+    );
+    // Three messages carrying 3 points, 1 span and 1 log record.
+    assert_eq!(export_ok(&mut inst, &b), 5);
+    let mut got = sub.binary_messages(3, WAIT);
+    got.sort();
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "otlp/logs/shop/otlp",
+            "otlp/metrics/shop/otlp",
+            "otlp/traces/shop/otlp"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    let logs = decode_with_python(dir.path(), "logs", &got[0].1);
+    let rl = &logs["resourceLogs"][0];
+    let res = rl["resource"]["attributes"].as_array().unwrap();
+    assert!(
+        res.iter()
+            .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "shop"),
+        "{logs}"
+    );
+    let rec = &rl["scopeLogs"][0]["logRecords"][0];
+    assert_eq!(rec["body"]["stringValue"], "order placed", "{logs}");
+    assert_eq!(rec["severityText"], "INFO", "{logs}");
+    assert_eq!(rec["severityNumber"], "SEVERITY_NUMBER_INFO", "{logs}");
+    assert_eq!(rec["timeUnixNano"], T.to_string(), "{logs}");
+    // All-zero ids are absent, not zero bytes.
+    assert!(rec.get("traceId").is_none(), "{logs}");
+
+    let metrics = decode_with_python(dir.path(), "metrics", &got[1].1);
+    let ms = metrics["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = ms.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cpu.load", "http.requests"], "{metrics}");
+    let gauge = &ms[0]["gauge"]["dataPoints"][0];
+    assert_eq!(gauge["asDouble"], 0.25, "{metrics}");
+    assert_eq!(gauge["timeUnixNano"], T.to_string(), "{metrics}");
+    let sum = &ms[1]["sum"];
+    assert_eq!(sum["isMonotonic"], true, "{metrics}");
+    assert_eq!(sum["dataPoints"][0]["asDouble"], 42.0, "{metrics}");
+    assert_eq!(sum["dataPoints"][0]["attributes"][0]["key"], "route");
+    assert_eq!(
+        sum["dataPoints"][0]["attributes"][0]["value"]["stringValue"],
+        "/cart"
+    );
+    // int64 is a string in proto3 JSON.
+    assert_eq!(sum["dataPoints"][1]["asInt"], "7", "{metrics}");
+
+    let traces = decode_with_python(dir.path(), "traces", &got[2].1);
+    let span = &traces["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], "checkout", "{traces}");
+    assert_eq!(span["traceId"], "07".repeat(16), "{traces}");
+    assert_eq!(span["spanId"], "08".repeat(8), "{traces}");
+    assert!(span.get("parentSpanId").is_none(), "{traces}");
+    assert_eq!(span["kind"], "SPAN_KIND_SERVER", "{traces}");
+    assert_eq!(span["status"]["code"], "STATUS_CODE_OK", "{traces}");
+    assert_eq!(span["endTimeUnixNano"], (T + 10).to_string(), "{traces}");
+
+    // The bytes on the wire are exactly what the encoder produced.
+    let t = TopicTemplate::parse("otlp/{type}/{service}/{name}").unwrap();
+    let mut want: Vec<(String, Vec<u8>)> = encode::encode_batch(&b, &t, Format::Otlp)
+        .messages
+        .into_iter()
+        .map(|m| (m.topic, m.payload))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // preview describes the binary messages instead of printing them.
+    match inst.preview(&b) {
+        RResult::ROk(text) => assert!(
+            text.contains("otlp/traces/shop/otlp <OTLP protobuf, "),
+            "{text}"
+        ),
+        RResult::RErr(e) => panic!("preview: {e}"),
+    }
     assert!(inst.shutdown(2000).is_ok());
     assert!(host.panics().is_empty());
 }

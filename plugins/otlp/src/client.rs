@@ -38,12 +38,11 @@ use opentelemetry_proto::tonic::collector::{
 use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
     http::{ClientOptions, HttpClient, Request, Response},
-    retry,
+    otlp as encode, retry,
 };
 
 use crate::{
     config::{Compression, Encoding, ExporterConfig},
-    encode,
     json::{JsonCodec, OtlpMessage},
     status,
 };

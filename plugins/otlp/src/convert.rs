@@ -9,7 +9,7 @@
 //! - the instrumentation scope becomes the attributes `otel.scope.name` and
 //!   `otel.scope.version` (when non-empty) on every span, log record and data point,
 //!   the convention OpenTelemetry uses for formats without scopes; the exporter
-//!   ([`crate::encode`]) turns them back into scopes. Scope attributes and schema URLs
+//!   ([`tfo_plugin_common::otlp`]) turns them back into scopes. Scope attributes and schema URLs
 //!   are dropped;
 //! - attribute values that are arrays or key-value lists (the model has no nesting)
 //!   become their OTLP/JSON-like text: `["a",1]`, `{"k":"v"}`; an empty value becomes
@@ -49,10 +49,8 @@ use tfo_plugin_api::{
     Temporality,
 };
 
-/// Attribute carrying the instrumentation scope name of an item.
-pub const SCOPE_NAME: &str = "otel.scope.name";
-/// Attribute carrying the instrumentation scope version of an item.
-pub const SCOPE_VERSION: &str = "otel.scope.version";
+/// The scope attributes, defined next to the encoder that reads them back.
+pub use tfo_plugin_common::otlp::{SCOPE_NAME, SCOPE_VERSION};
 
 /// How many distinct rejection reasons are kept for the response's `error_message`.
 const MAX_REASONS: usize = 5;
@@ -1027,5 +1025,87 @@ mod tests {
             ..Default::default()
         };
         assert!(exponential_buckets(&p).is_err(), "overflows to infinity");
+    }
+
+    /// OTLP -> model -> OTLP keeps what the model holds, scopes included.
+    #[test]
+    fn receiver_output_round_trips_through_the_encoder() {
+        use tfo_plugin_common::otlp as encode;
+        let codec = crate::json::JsonCodec::new().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+        let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
+
+        let req: ExportTraceServiceRequest = codec.decode(&read("trace.json")).unwrap();
+        let batch = &traces(req.clone()).batches[0];
+        let out = encode::traces(batch).unwrap();
+        let (a, b) = (
+            &req.resource_spans[0].scope_spans[0],
+            &out.resource_spans[0].scope_spans[0],
+        );
+        assert_eq!(a.spans, b.spans);
+        assert_eq!(
+            a.scope.as_ref().map(|s| (&s.name, &s.version)),
+            b.scope.as_ref().map(|s| (&s.name, &s.version))
+        );
+
+        let req: ExportLogsServiceRequest = codec.decode(&read("logs.json")).unwrap();
+        let batch = &logs(req.clone()).batches[0];
+        let out = encode::logs(batch).unwrap();
+        let (a, b) = (
+            &req.resource_logs[0].scope_logs[0].log_records[0],
+            &out.resource_logs[0].scope_logs[0].log_records[0],
+        );
+        assert_eq!(
+            (
+                a.time_unix_nano,
+                a.severity_number,
+                &a.severity_text,
+                &a.trace_id,
+                &a.span_id,
+                &a.body
+            ),
+            (
+                b.time_unix_nano,
+                b.severity_number,
+                &b.severity_text,
+                &b.trace_id,
+                &b.span_id,
+                &b.body
+            )
+        );
+        // Scalars survive as they are; the array and map attributes became strings.
+        assert_eq!(a.attributes[..4], b.attributes[..4]);
+
+        let req: ExportMetricsServiceRequest = codec.decode(&read("metrics.json")).unwrap();
+        let batch = &metrics(req.clone()).batches[0];
+        let (out, skipped) = encode::metrics(batch);
+        assert_eq!(skipped, 0);
+        let out = out.unwrap();
+        let (a, b) = (
+            &req.resource_metrics[0].scope_metrics[0].metrics,
+            &out.resource_metrics[0].scope_metrics[0].metrics,
+        );
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            if matches!(x.data, Some(metric::Data::ExponentialHistogram(_))) {
+                assert!(matches!(y.data, Some(metric::Data::Histogram(_))));
+                continue;
+            }
+            // Exemplars are not part of the model.
+            let strip = |m: &otlp_metrics::Metric| {
+                let mut m = m.clone();
+                if let Some(metric::Data::Histogram(h)) = &mut m.data {
+                    h.data_points.iter_mut().for_each(|p| p.exemplars.clear());
+                }
+                if let Some(metric::Data::Sum(s)) = &mut m.data {
+                    s.data_points.iter_mut().for_each(|p| p.exemplars.clear());
+                }
+                if let Some(metric::Data::Gauge(s)) = &mut m.data {
+                    s.data_points.iter_mut().for_each(|p| p.exemplars.clear());
+                }
+                m
+            };
+            assert_eq!(strip(x), strip(y));
+        }
     }
 }

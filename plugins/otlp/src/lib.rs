@@ -18,14 +18,15 @@
 //! "OTLP/HTTP Default Port"; message schemas from opentelemetry-proto
 //! (<https://github.com/open-telemetry/opentelemetry-proto>), through the
 //! `opentelemetry-proto` crate's prost types. The mapping to the agent's data model
-//! is described in [`convert`] (OTLP -> agent) and [`encode`] (agent -> OTLP).
+//! is described in [`convert`] (OTLP -> agent) and, shared with other plugins,
+//! [`tfo_plugin_common::otlp`] (agent -> OTLP).
 //!
 //! OTLP/gRPC is not implemented: it needs an HTTP/2 gRPC server and client (tonic)
 //! for a transport every OpenTelemetry SDK and the Collector can replace with
 //! OTLP/HTTP by configuration.
 //!
-//! Layout (DESIGN.md §8): `config.rs` (config and validation), `convert.rs` and
-//! `encode.rs` (pure mappings), `json.rs` (OTLP/JSON), `receiver.rs` (the server),
+//! Layout (DESIGN.md §8): `config.rs` (config and validation), `convert.rs` (pure
+//! mapping; the encoder is `tfo_plugin_common::otlp`), `json.rs` (OTLP/JSON), `receiver.rs` (the server),
 //! `client.rs` (the exporter's transport), `status.rs` (`google.rpc.Status`).
 
 #![warn(missing_docs)]
@@ -33,7 +34,6 @@
 pub mod client;
 pub mod config;
 pub mod convert;
-pub mod encode;
 pub mod hex;
 pub mod json;
 pub mod receiver;

@@ -363,7 +363,128 @@ fn preview_lists_topic_and_payload() {
         &TopicTemplate::parse("p/{type}").unwrap(),
         Format::Influx,
     );
-    let text = preview(&e);
+    let text = preview(&e, Format::Influx);
     assert!(text.starts_with("p/metrics cpu.load,host.name=web-1,service.name=shop gauge=0.25 "));
     assert!(text.ends_with("# 2 item(s) not published: format influx publishes metrics only; spans and log records are not published\n"));
+}
+
+/// `format: otlp`: one message per signal, in the order metrics, traces, logs, each
+/// the protobuf bytes of the shared encoder's request, `{name}` = `otlp`.
+#[test]
+fn otlp_golden_one_message_per_signal() {
+    use tfo_plugin_common::otlp::{
+        opentelemetry_proto::tonic::collector::{
+            logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+            trace::v1::ExportTraceServiceRequest,
+        },
+        prost::Message as _,
+    };
+    let b = batch();
+    let t = TopicTemplate::parse("tfo/{type}/{service}/{host}/{name}").unwrap();
+    let e = encode_batch(&b, &t, Format::Otlp);
+    assert_eq!((e.skipped, &e.skip_reason), (0, &None));
+    let split: Vec<(&str, u64)> = e
+        .messages
+        .iter()
+        .map(|m| (m.topic.as_str(), m.items))
+        .collect();
+    assert_eq!(
+        split,
+        [
+            ("tfo/metrics/shop/web-1/otlp", 5),
+            ("tfo/traces/shop/web-1/otlp", 1),
+            ("tfo/logs/shop/web-1/otlp", 1),
+        ]
+    );
+    assert_eq!(
+        e.messages[0].payload,
+        otlp::metrics(&b).0.unwrap().encode_to_vec()
+    );
+    assert_eq!(
+        e.messages[1].payload,
+        otlp::traces(&b).unwrap().encode_to_vec()
+    );
+    assert_eq!(
+        e.messages[2].payload,
+        otlp::logs(&b).unwrap().encode_to_vec()
+    );
+
+    // The payloads decode as the requests they claim to be.
+    let m = ExportMetricsServiceRequest::decode(e.messages[0].payload.as_slice()).unwrap();
+    let names: Vec<&str> = m.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cpu.load",
+            "http.requests",
+            "http.server.duration",
+            "rpc.latency"
+        ]
+    );
+    let s = ExportTraceServiceRequest::decode(e.messages[1].payload.as_slice()).unwrap();
+    assert_eq!(
+        s.resource_spans[0].scope_spans[0].spans[0].name,
+        "GET /cart"
+    );
+    let l = ExportLogsServiceRequest::decode(e.messages[2].payload.as_slice()).unwrap();
+    let resource = l.resource_logs[0].resource.as_ref().unwrap();
+    assert_eq!(resource.attributes[0].key, "service.name");
+    assert_eq!(l.resource_logs[0].scope_logs[0].log_records.len(), 1);
+
+    let text = preview(&e, Format::Otlp);
+    assert!(
+        text.starts_with(&format!(
+            "tfo/metrics/shop/web-1/otlp <OTLP protobuf, {} bytes, 5 item(s)>\n",
+            e.messages[0].payload.len()
+        )),
+        "{text}"
+    );
+}
+
+/// Only the signals a batch holds are published; points OTLP cannot carry are
+/// counted, not sent.
+#[test]
+fn otlp_skips_absent_signals_and_mismatched_points() {
+    let mut bad = Metric::gauge("g", "1", T, 1.0, vec![]);
+    bad.points.push(histogram().points[0].clone());
+    let b = Batch {
+        resource: resource(),
+        metrics: vec![bad].into(),
+        ..Batch::default()
+    };
+    let e = encode_batch(
+        &b,
+        &TopicTemplate::parse("o/{type}/{name}").unwrap(),
+        Format::Otlp,
+    );
+    assert_eq!(e.messages.len(), 1);
+    assert_eq!(
+        (e.messages[0].topic.as_str(), e.messages[0].items),
+        ("o/metrics/otlp", 1)
+    );
+    assert_eq!(e.skipped, 1);
+    assert!(e.skip_reason.unwrap().contains("does not fit"));
+
+    let logs_only = Batch {
+        logs: vec![log()].into(),
+        ..Batch::default()
+    };
+    let e = encode_batch(
+        &logs_only,
+        &TopicTemplate::parse("o/{type}").unwrap(),
+        Format::Otlp,
+    );
+    let topics: Vec<&str> = e.messages.iter().map(|m| m.topic.as_str()).collect();
+    assert_eq!(topics, ["o/logs"]);
+    assert!(encode_batch(
+        &Batch::default(),
+        &TopicTemplate::parse("o").unwrap(),
+        Format::Otlp
+    )
+    .messages
+    .is_empty());
 }

@@ -557,13 +557,32 @@ impl Broker {
     /// [`Self::subscribe`] with extra `mosquitto_sub` arguments (credentials...).
     /// Subscribed means the broker logged its SUBACK to that client.
     pub fn subscribe_with(&self, filter: &str, count: usize, extra: &[&str]) -> Subscriber {
+        self.subscribe_as(filter, count, "%t\\t%p", extra)
+    }
+
+    /// [`Self::subscribe`] for binary payloads: `mosquitto_sub` prints each payload
+    /// as lowercase hex (`%x`); [`Subscriber::binary_messages`] turns it back into
+    /// bytes.
+    pub fn subscribe_binary(&self, filter: &str, count: usize) -> Subscriber {
+        self.subscribe_as(filter, count, "%t\\t%x", &[])
+    }
+
+    fn subscribe_as(&self, filter: &str, count: usize, format: &str, extra: &[&str]) -> Subscriber {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let id = format!(
             "test-sub-{}",
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let mark = self.log_mark();
-        let sub = Subscriber::start(&self.tools.subscriber, self.port, &id, filter, count, extra);
+        let sub = Subscriber::start(
+            &self.tools.subscriber,
+            self.port,
+            &id,
+            filter,
+            count,
+            format,
+            extra,
+        );
         self.wait_log_after(
             mark,
             &format!("Sending SUBACK to {id}"),
@@ -584,26 +603,28 @@ impl Drop for Broker {
     }
 }
 
-/// A `mosquitto_sub` process printing `topic<TAB>payload` per message.
+/// A `mosquitto_sub` process printing `topic<TAB>payload` (or hex payload) per
+/// message.
 pub struct Subscriber {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Subscriber {
-    /// Spawns `mosquitto_sub -C count -q 1` with client id `id`.
+    /// Spawns `mosquitto_sub -C count -q 1 -F format` with client id `id`.
     fn start(
         program: &Path,
         port: u16,
         id: &str,
         filter: &str,
         count: usize,
+        format: &str,
         extra: &[&str],
     ) -> Subscriber {
         let mut child = Command::new(program)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", id])
             .args(["-t", filter, "-q", "1", "-W", "20"])
-            .args(["-C", &count.to_string(), "-F", "%t\\t%p"])
+            .args(["-C", &count.to_string(), "-F", format])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -640,6 +661,66 @@ impl Subscriber {
         }
         out
     }
+}
+
+impl Subscriber {
+    /// The next `n` messages of a [`Broker::subscribe_binary`] subscriber as (topic,
+    /// payload bytes).
+    pub fn binary_messages(&mut self, n: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+        self.messages(n, timeout)
+            .into_iter()
+            .map(|(topic, hex)| {
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .unwrap_or_else(|e| panic!("mosquitto_sub printed bad hex {hex:?}: {e}"));
+                (topic, bytes)
+            })
+            .collect()
+    }
+}
+
+/// True when `python3` can import `modules`. When it cannot, prints what is skipped
+/// and why and returns false, unless `TFO_REQUIRE_SERVICES=1`, which makes it a
+/// failure (CI installs the packages).
+pub fn python_has(modules: &str, what: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let msg = format!(
+            "{what}: skipped: python3 cannot import {modules} (pip install opentelemetry-proto)"
+        );
+        if std::env::var("TFO_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{msg}, and TFO_REQUIRE_SERVICES=1");
+        }
+        eprintln!("{msg}");
+    }
+    ok
+}
+
+/// Runs a Python script from this crate's `tests/` directory with `args`; panics
+/// with its stderr when it fails; returns its stdout.
+pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let path = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Drop for Subscriber {

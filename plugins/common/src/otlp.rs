@@ -1,17 +1,28 @@
-//! The agent's data model ([`Batch`]) -> OTLP export requests, the exporter's side.
-//! Pure functions, golden-tested here and decoded by an independent decoder (the
-//! Python `opentelemetry-proto` package) in `tests/exporter.rs`.
+//! OTLP encoding of the agent's data model ([`Batch`]) -> OpenTelemetry export
+//! requests (`Export{Metrics,Trace,Logs}ServiceRequest`, the messages of
+//! opentelemetry-proto, <https://github.com/open-telemetry/opentelemetry-proto>).
+//! Shared here (cargo feature `otlp`) because more than one plugin sends OTLP: the
+//! `otlp` exporter posts these requests over OTLP/HTTP, the `mqtt` sink publishes
+//! them as protobuf payloads. Pure functions, golden-tested here; the plugins'
+//! tests decode their output with an independent decoder (the Python
+//! `opentelemetry-proto` package).
 //!
-//! A batch becomes at most one request per signal (`/v1/metrics`, `/v1/traces`,
-//! `/v1/logs`), each holding one `Resource*` entry with the batch's resource.
-//! Items are grouped into instrumentation scopes by their `otel.scope.name` and
-//! `otel.scope.version` attributes (which the receiver, [`crate::convert`], adds),
-//! and those two attributes are removed again, so OTLP in -> agent -> OTLP out keeps
-//! the scopes. Items without them go to a scope with an empty name.
+//! A batch becomes at most one request per signal, each holding one `Resource*`
+//! entry with the batch's resource. Items are grouped into instrumentation scopes by
+//! their [`SCOPE_NAME`] and [`SCOPE_VERSION`] attributes (which the otlp receiver
+//! adds when it turns OTLP into the model), and those two attributes are removed
+//! again, so OTLP in -> agent -> OTLP out keeps the scopes. Items without them go to
+//! a scope with an empty name.
 //!
 //! Metric points whose value does not fit the metric's kind (a histogram value in a
 //! gauge, say; the model allows it, OTLP cannot carry it) are skipped and counted,
 //! never sent half-formed.
+//!
+//! The prost and opentelemetry-proto crates are re-exported ([`prost`],
+//! [`opentelemetry_proto`]) so a plugin encodes the requests with the same versions.
+
+pub use opentelemetry_proto;
+pub use prost;
 
 use opentelemetry_proto::tonic::{
     collector::{
@@ -29,7 +40,12 @@ use tfo_plugin_api::{
     Span, SpanKind, StatusCode, Temporality,
 };
 
-use crate::convert::{SCOPE_NAME, SCOPE_VERSION};
+/// Attribute carrying the instrumentation scope name of an item (the convention
+/// OpenTelemetry uses for formats without scopes); the encoder turns it back into
+/// the item's scope.
+pub const SCOPE_NAME: &str = "otel.scope.name";
+/// Attribute carrying the instrumentation scope version of an item.
+pub const SCOPE_VERSION: &str = "otel.scope.version";
 
 /// Scope identity: (name, version).
 type ScopeKey = (String, String);
@@ -413,7 +429,6 @@ fn metric_data(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert;
     use prost::Message;
     use tfo_plugin_api::{HistogramValue, Quantile, SpanEvent, SummaryValue};
 
@@ -638,86 +653,5 @@ mod tests {
             scopes[2].metrics[2].data,
             Some(metric::Data::Gauge(_))
         ));
-    }
-
-    /// OTLP -> model -> OTLP keeps what the model holds, scopes included.
-    #[test]
-    fn receiver_output_round_trips_through_the_encoder() {
-        let codec = crate::json::JsonCodec::new().unwrap();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
-        let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
-
-        let req: ExportTraceServiceRequest = codec.decode(&read("trace.json")).unwrap();
-        let batch = &convert::traces(req.clone()).batches[0];
-        let out = traces(batch).unwrap();
-        let (a, b) = (
-            &req.resource_spans[0].scope_spans[0],
-            &out.resource_spans[0].scope_spans[0],
-        );
-        assert_eq!(a.spans, b.spans);
-        assert_eq!(
-            a.scope.as_ref().map(|s| (&s.name, &s.version)),
-            b.scope.as_ref().map(|s| (&s.name, &s.version))
-        );
-
-        let req: ExportLogsServiceRequest = codec.decode(&read("logs.json")).unwrap();
-        let batch = &convert::logs(req.clone()).batches[0];
-        let out = logs(batch).unwrap();
-        let (a, b) = (
-            &req.resource_logs[0].scope_logs[0].log_records[0],
-            &out.resource_logs[0].scope_logs[0].log_records[0],
-        );
-        assert_eq!(
-            (
-                a.time_unix_nano,
-                a.severity_number,
-                &a.severity_text,
-                &a.trace_id,
-                &a.span_id,
-                &a.body
-            ),
-            (
-                b.time_unix_nano,
-                b.severity_number,
-                &b.severity_text,
-                &b.trace_id,
-                &b.span_id,
-                &b.body
-            )
-        );
-        // Scalars survive as they are; the array and map attributes became strings.
-        assert_eq!(a.attributes[..4], b.attributes[..4]);
-
-        let req: ExportMetricsServiceRequest = codec.decode(&read("metrics.json")).unwrap();
-        let batch = &convert::metrics(req.clone()).batches[0];
-        let (out, skipped) = metrics(batch);
-        assert_eq!(skipped, 0);
-        let out = out.unwrap();
-        let (a, b) = (
-            &req.resource_metrics[0].scope_metrics[0].metrics,
-            &out.resource_metrics[0].scope_metrics[0].metrics,
-        );
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            if matches!(x.data, Some(metric::Data::ExponentialHistogram(_))) {
-                assert!(matches!(y.data, Some(metric::Data::Histogram(_))));
-                continue;
-            }
-            // Exemplars are not part of the model.
-            let strip = |m: &otlp_metrics::Metric| {
-                let mut m = m.clone();
-                if let Some(metric::Data::Histogram(h)) = &mut m.data {
-                    h.data_points.iter_mut().for_each(|p| p.exemplars.clear());
-                }
-                if let Some(metric::Data::Sum(s)) = &mut m.data {
-                    s.data_points.iter_mut().for_each(|p| p.exemplars.clear());
-                }
-                if let Some(metric::Data::Gauge(s)) = &mut m.data {
-                    s.data_points.iter_mut().for_each(|p| p.exemplars.clear());
-                }
-                m
-            };
-            assert_eq!(strip(x), strip(y));
-        }
     }
 }
