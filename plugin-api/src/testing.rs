@@ -118,8 +118,47 @@ impl TestHost {
         self.state().panics.clone()
     }
 
-    /// Waits on the condition variable (no sleeping) until `pred` holds for the
-    /// recorded state or `timeout` passes; returns whether it held.
+    /// Every batch emitted so far, in order (kept).
+    pub fn batches(&self) -> Vec<Batch> {
+        self.state().batches.clone()
+    }
+
+    /// Number of log lines so far (a mark for [`TestHost::wait_for_log_after`]).
+    pub fn log_count(&self) -> usize {
+        self.state().logs.len()
+    }
+
+    /// Waits on the condition variable (no sleeping) until `pred(batches, logs)`
+    /// holds or `timeout` passes; returns whether it held.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[Batch], &[(LogLevel, String)]) -> bool,
+    ) -> bool {
+        self.wait(timeout, |s| pred(&s.batches, &s.logs))
+    }
+
+    /// Waits for a log line containing `needle` among the lines after the first
+    /// `skip`; panics on timeout.
+    pub fn wait_for_log_after(&self, skip: usize, needle: &str, timeout: Duration) -> String {
+        let mut found = None;
+        let ok = self.wait(timeout, |s| {
+            found = s
+                .logs
+                .iter()
+                .skip(skip)
+                .find(|(_, l)| l.contains(needle))
+                .map(|(_, l)| l.clone());
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no log line containing {needle:?} within {timeout:?}: {:?}",
+            self.logs()
+        );
+        found.expect("found")
+    }
+
     fn wait(&self, timeout: Duration, mut pred: impl FnMut(&HostState) -> bool) -> bool {
         let (m, c) = &*self.state;
         let deadline = Instant::now() + timeout;
@@ -138,17 +177,7 @@ impl TestHost {
 
     /// Waits for a log line containing `needle` and returns it; panics on timeout.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        let mut found = None;
-        let ok = self.wait(timeout, |s| {
-            found = s
-                .logs
-                .iter()
-                .find(|(_, l)| l.contains(needle))
-                .map(|(_, l)| l.clone());
-            found.is_some()
-        });
-        assert!(ok, "no log line containing {needle:?}: {:?}", self.logs());
-        found.expect("found")
+        self.wait_for_log_after(0, needle, timeout)
     }
 
     /// Waits until at least `n` batches were emitted (and not yet taken).

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, start, Broker, BrokerOptions, TestHost};
+use common::{config, start, Broker, BrokerOptions, PointsExt, TestHost};
 use tfo_mqtt::{
     config::{Format, TopicTemplate},
     encode,

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, start, Broker, BrokerOptions, Point, TestHost};
+use common::{config, start, Broker, BrokerOptions, Point, PointsExt, TestHost};
 use tfo_plugin_api::{
     __private::abi_stable::std_types::RResult, Batch, EmitStatus, HealthState, KeyValue, LogLevel,
     Metric, MetricKind,

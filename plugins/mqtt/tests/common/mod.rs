@@ -11,7 +11,6 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::{
-    collections::VecDeque,
     io::{BufRead, BufReader},
     net::TcpListener,
     path::{Path, PathBuf},
@@ -21,72 +20,15 @@ use std::{
 };
 
 use tfo_plugin_api::{
-    __private::abi_stable::{
-        library::LibHeader,
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, RResult, RStr},
-    },
-    AnyValue, Batch, CreateError, EmitStatus, HostHandle, HostServices, LogLevel,
-    PluginInstanceBox, PluginModRef, PointValue,
+    __private::abi_stable::std_types::RResult, AnyValue, Batch, CreateError, PluginInstanceBox,
+    PluginModRef, PointValue,
 };
 
-// Links the library under test, whose only use here is the symbol below.
-extern crate tfo_mqtt;
-
-extern "C" {
-    // Defined by `export_plugin!` in the library under test.
-    #[link_name = "_1as_0lib_1header_0root_bmodule_bloader"]
-    #[allow(improper_ctypes)]
-    static ROOT_MODULE_HEADER: LibHeader;
-}
+pub use tfo_plugin_api::testing::TestHost;
 
 /// The plugin's root module.
 pub fn module() -> PluginModRef {
-    // SAFETY: the symbol is the `LibHeader` static the macro defines in this crate.
-    unsafe { &ROOT_MODULE_HEADER }
-        .init_root_module::<PluginModRef>()
-        .expect("root module")
-}
-
-#[derive(Default)]
-struct HostState {
-    logs: Vec<(LogLevel, String)>,
-    batches: Vec<Batch>,
-    answers: VecDeque<EmitStatus>,
-    panics: Vec<String>,
-}
-
-/// A fake host: records log lines and emitted batches; `emit` answers from a script
-/// (`Accepted` once the script is empty).
-#[derive(Clone, Default)]
-pub struct TestHost {
-    state: Arc<(Mutex<HostState>, Condvar)>,
-}
-
-impl HostServices for TestHost {
-    fn log(&self, level: LogLevel, _target: RStr<'_>, message: RStr<'_>) {
-        let (m, c) = &*self.state;
-        m.lock()
-            .unwrap()
-            .logs
-            .push((level, message.as_str().to_string()));
-        c.notify_all();
-    }
-    fn emit(&self, batch: Batch) -> EmitStatus {
-        let (m, c) = &*self.state;
-        let mut s = m.lock().unwrap();
-        let answer = s.answers.pop_front().unwrap_or(EmitStatus::Accepted);
-        if answer == EmitStatus::Accepted {
-            s.batches.push(batch);
-        }
-        c.notify_all();
-        answer
-    }
-    fn report_panic(&self, message: RStr<'_>) {
-        let (m, c) = &*self.state;
-        m.lock().unwrap().panics.push(message.as_str().to_string());
-        c.notify_all();
-    }
+    tfo_plugin_api::plugin_module!(tfo_mqtt)
 }
 
 /// One emitted point, flattened for assertions: (name, value as f64, attributes
@@ -100,86 +42,29 @@ pub struct Point {
     pub topic: String,
 }
 
-impl TestHost {
-    /// The handle given to `create`.
-    pub fn handle(&self) -> HostHandle {
-        HostHandle::from_ptr(RArc::new(self.clone()), TD_Opaque)
-    }
-
-    /// Queues answers for the next `emit` calls.
-    pub fn answer(&self, answers: &[EmitStatus]) {
-        self.state.0.lock().unwrap().answers.extend(answers);
-    }
-
-    /// Log lines so far.
-    pub fn logs(&self) -> Vec<(LogLevel, String)> {
-        self.state.0.lock().unwrap().logs.clone()
-    }
-
-    /// Panics reported by the plugin (must stay empty).
-    pub fn panics(&self) -> Vec<String> {
-        self.state.0.lock().unwrap().panics.clone()
-    }
-
-    /// Every batch emitted so far, in order.
-    pub fn batches(&self) -> Vec<Batch> {
-        self.state.0.lock().unwrap().batches.clone()
-    }
-
+/// What the MQTT tests read from the recording host: emitted points, flattened.
+pub trait PointsExt {
     /// Every point emitted so far, in order.
-    pub fn points(&self) -> Vec<Point> {
-        let s = self.state.0.lock().unwrap();
-        flatten(&s.batches)
-    }
-
+    fn points(&self) -> Vec<Point>;
     /// Waits (condition variable, no sleeping) until at least `n` points were
     /// emitted; returns all of them.
-    pub fn wait_for_points(&self, n: usize, timeout: Duration) -> Vec<Point> {
-        let (m, c) = &*self.state;
-        let deadline = Instant::now() + timeout;
-        let mut s = m.lock().unwrap();
-        loop {
-            let points = flatten(&s.batches);
-            if points.len() >= n {
-                return points;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "expected {n} emitted point(s) within {timeout:?}, got {points:?}; logs: {:?}",
-                s.logs
-            );
-            s = c.wait_timeout(s, left).unwrap().0;
-        }
+    fn wait_for_points(&self, n: usize, timeout: Duration) -> Vec<Point>;
+}
+
+impl PointsExt for TestHost {
+    fn points(&self) -> Vec<Point> {
+        flatten(&self.batches())
     }
 
-    /// Waits for a log line containing `needle` (after the first `skip` lines).
-    pub fn wait_for_log_after(&self, skip: usize, needle: &str, timeout: Duration) -> String {
-        let (m, c) = &*self.state;
-        let deadline = Instant::now() + timeout;
-        let mut s = m.lock().unwrap();
-        loop {
-            if let Some((_, l)) = s.logs.iter().skip(skip).find(|(_, l)| l.contains(needle)) {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no log line with {needle:?} within {timeout:?}: {:?}",
-                s.logs
-            );
-            s = c.wait_timeout(s, left).unwrap().0;
-        }
-    }
-
-    /// Waits for a log line containing `needle`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        self.wait_for_log_after(0, needle, timeout)
-    }
-
-    /// Number of log lines so far (a mark for [`Self::wait_for_log_after`]).
-    pub fn log_count(&self) -> usize {
-        self.state.0.lock().unwrap().logs.len()
+    fn wait_for_points(&self, n: usize, timeout: Duration) -> Vec<Point> {
+        let ok = self.wait_until(timeout, |batches, _| flatten(batches).len() >= n);
+        let points = self.points();
+        assert!(
+            ok,
+            "expected {n} emitted point(s) within {timeout:?}, got {points:?}; logs: {:?}",
+            self.logs()
+        );
+        points
     }
 }
 
@@ -222,20 +107,9 @@ fn flatten(batches: &[Batch]) -> Vec<Point> {
     out
 }
 
-/// Calls the plugin's `create`. The SDK's panic hook, installed on the first
-/// `create`, is process-wide here (the library is linked in) and would hide the
-/// test's own assertion messages, so the default hook is put back afterwards.
+/// Calls the plugin's `create` as the agent does.
 pub fn create(host: &TestHost, config: &str) -> Result<PluginInstanceBox, CreateError> {
-    let created = (module().create())(
-        host.handle(),
-        RStr::from_str("mqtt"),
-        RStr::from_str(config),
-    );
-    drop(std::panic::take_hook());
-    match created {
-        RResult::ROk(i) => Ok(i),
-        RResult::RErr(e) => Err(e),
-    }
+    tfo_plugin_api::testing::create(module(), host, "mqtt", config)
 }
 
 /// Creates and starts an instance; panics with the error otherwise.

@@ -19,60 +19,24 @@ use std::{
 };
 
 use tfo_plugin_api::{
-    __private::abi_stable::{
-        library::LibHeader,
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, RResult, RStr},
-    },
-    AnyValue, Batch, DataPoint, EmitStatus, HealthReport, HostHandle, HostServices, LogLevel,
-    Metric, PluginInstanceBox, PluginModRef, PointValue,
+    __private::abi_stable::std_types::RResult, AnyValue, Batch, DataPoint, HealthReport, Metric,
+    PluginInstanceBox, PluginModRef, PointValue,
 };
 use tfo_snmp::mibs::{self, ObjKind, Render};
 
-extern "C" {
-    // Defined by `export_plugin!` in the library under test.
-    #[link_name = "_1as_0lib_1header_0root_bmodule_bloader"]
-    #[allow(improper_ctypes)]
-    static ROOT_MODULE_HEADER: LibHeader;
-}
+pub use tfo_plugin_api::testing::TestHost;
 
 /// The plugin's root module, linked into this test binary.
 pub fn module() -> PluginModRef {
-    // SAFETY: the symbol is the `LibHeader` static the macro defines in the library.
-    unsafe { &ROOT_MODULE_HEADER }
-        .init_root_module::<PluginModRef>()
-        .expect("root module")
+    tfo_plugin_api::plugin_module!(tfo_snmp)
 }
 
-/// A host that records log lines and fails the test on a plugin panic.
-#[derive(Clone, Default)]
-pub struct TestHost {
-    pub logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl HostServices for TestHost {
-    fn log(&self, _level: LogLevel, _target: RStr<'_>, message: RStr<'_>) {
-        self.logs.lock().unwrap().push(message.as_str().to_string());
-    }
-    fn emit(&self, _batch: Batch) -> EmitStatus {
-        EmitStatus::Closed
-    }
-    fn report_panic(&self, message: RStr<'_>) {
-        panic!("unexpected plugin panic: {}", message.as_str());
-    }
-}
-
-/// Calls the plugin's `create`. The SDK's panic hook, installed on the first
-/// `create`, is process-wide here (the library is linked in) and would hide this
-/// test's own assertion messages, so the default hook is put back afterwards.
+/// Calls the plugin's `create` as the agent does.
 pub fn create(
     h: &TestHost,
     config: &str,
 ) -> RResult<PluginInstanceBox, tfo_plugin_api::CreateError> {
-    let host = HostHandle::from_ptr(RArc::new(h.clone()), TD_Opaque);
-    let created = (module().create())(host, RStr::from_str("snmp"), RStr::from_str(config));
-    drop(std::panic::take_hook());
-    created
+    tfo_plugin_api::testing::create(module(), h, "snmp", config).into()
 }
 
 /// A started instance.
