@@ -188,6 +188,10 @@ pub fn run(path: &Path) -> i32 {
                 return 1;
             }
         };
+        // The config watch, like the signal handlers, exists before the API answers,
+        // so a change made as soon as the agent looks ready is not missed.
+        let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
+        let _watcher = watch_config(&path, reload_tx.clone());
         let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -216,8 +220,6 @@ pub fn run(path: &Path) -> i32 {
         }
         let disabled = all.iter().filter(|s| s.state == crate::status::State::Disabled).count();
         tracing::info!("{disabled} integration(s) disabled in the config");
-        let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
-        let _watcher = watch_config(&path, reload_tx.clone());
         let mut current = config;
         loop {
             tokio::select! {

@@ -581,3 +581,27 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn saving_the_config_file_reloads_it_without_a_signal() {
+    let a = Agent::start("");
+    let cfg = a.dir.join("agent.yaml");
+    let out3 = a.dir.join("out3.txt");
+    let text = fs::read_to_string(&cfg).unwrap();
+    let changed = text.replace(
+        &format!("output: {}", a.dir.join("out.txt").display()),
+        &format!("output: {}", out3.display()),
+    );
+    // Written the way editors do: a temporary file renamed over the config.
+    let tmp = a.dir.join("agent.yaml.swp");
+    fs::write(&tmp, &changed).unwrap();
+    fs::rename(&tmp, &cfg).unwrap();
+    a.wait_for(
+        |a| a.generation("counter").0 == 2,
+        "counter reconfigured by the file watch",
+    );
+    a.wait_for(|_| !values(&out3).is_empty(), "data in the new output");
+    let (code, log, _dir) = a.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("config file changed"), "{log}");
+}
