@@ -7,7 +7,7 @@
 //! deadline, its thread joined and its library closed. If anything fails before the
 //! switch the old generation keeps serving and the failure shows in the instance's
 //! status. Reloads are serialised; file events are debounced hints, and the
-//! directory is also scanned again periodically.
+//! directory is also read again periodically.
 
 use std::{
     collections::{BTreeMap, HashSet},
