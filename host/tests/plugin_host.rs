@@ -450,3 +450,56 @@ async fn the_sha256_allow_list_is_enforced() {
         refused[0].reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_loop_restarts_with_backoff_and_leaves_other_integrations_alone() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    install(d, &fixture("panicking_sink"), "panicking_sink");
+    install(d, &fixture("counting_sink"), "counting_sink");
+    let (bad_out, good_out) = (d.join("bad.txt"), d.join("good.txt"));
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    opts.retry.initial = Duration::from_millis(40);
+    opts.retry.max = Duration::from_secs(2);
+    let mgr = PluginManager::start(
+        opts,
+        vec![
+            spec(
+                "looping",
+                "panicking-sink",
+                json!({"output": bad_out, "panic_until_call": 5}),
+            ),
+            spec("healthy", "counting-sink", json!({"output": good_out})),
+        ],
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    mgr.pipeline().publish(numbered_batch(0, 10));
+    // The other integration is not held up by the loop.
+    wait_until(20, "the healthy sink exported", || {
+        mgr.status("healthy").unwrap().items_exported == 10
+    })
+    .await;
+    wait_until(30, "the looping sink finally exported", || {
+        mgr.status("looping").unwrap().items_exported == 10
+    })
+    .await;
+    let st = mgr.status("looping").unwrap();
+    assert_eq!((st.panics, st.restarts), (5, 5), "{st:?}");
+    // Five restarts with backoff 40, 80, 160, 320, 640 ms (±20 %): at least ~1 s, not a
+    // spin of five immediate retries.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "restarted without backoff: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        recorded(&bad_out).len(),
+        10,
+        "delivered once after the loop"
+    );
+    assert_eq!(mgr.status("healthy").unwrap().restarts, 0);
+    mgr.shutdown().await;
+}

@@ -313,17 +313,17 @@ async fn export_one(
                     Outcome::Done
                 }
                 CallErrorKind::Panic | CallErrorKind::Timeout | CallErrorKind::Dead => {
-                    // The plugin did not confirm the batch: it goes back to the head.
+                    // The plugin did not confirm the batch: it goes back to the head, and
+                    // the next try waits with the same backoff as any retry, so a plugin
+                    // that panics on every call restarts with growing pauses instead of
+                    // spinning.
                     status.retries.fetch_add(1, Ordering::Relaxed);
+                    let attempts = qb.attempts;
                     queue.push_front(qb);
-                    if common
+                    common
                         .restart(worker, &format!("instance failed in export ({e})"))
-                        .await
-                    {
-                        Outcome::Done
-                    } else {
-                        Outcome::RetryAfter(retry.delay(1, None))
-                    }
+                        .await;
+                    Outcome::RetryAfter(retry.delay(attempts, None))
                 }
             }
         }
