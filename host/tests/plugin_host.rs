@@ -503,3 +503,49 @@ async fn a_panic_loop_restarts_with_backoff_and_leaves_other_integrations_alone(
     assert_eq!(mgr.status("healthy").unwrap().restarts, 0);
     mgr.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_never_answers_is_abandoned_and_the_instance_replaced() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    install(d, &fixture("slow_shutdown_sink"), "slow_shutdown_sink");
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    opts.timeouts.call = Duration::from_millis(300);
+    opts.timeouts.shutdown = Duration::from_secs(3);
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "hung",
+            "slow-shutdown-sink",
+            json!({"export_hang_ms": 1500}),
+        )],
+    )
+    .await
+    .unwrap();
+    mgr.pipeline().publish(numbered_batch(0, 5));
+    // The first export hangs past the call deadline: the batch goes back to the queue,
+    // a new instance takes over and delivers it.
+    wait_until(20, "delivered by the replacement", || {
+        mgr.status("hung").unwrap().items_exported == 5
+    })
+    .await;
+    let st = mgr.status("hung").unwrap();
+    assert_eq!(st.restarts, 1, "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within"),
+        "{st:?}"
+    );
+    // The abandoned call returns after 1.5 s; its thread then shuts down and is joined
+    // within the shutdown deadline, so nothing stays stuck.
+    wait_until(20, "the abandoned thread retired", || {
+        mgr.graveyard().retired_instances == 1
+    })
+    .await;
+    assert_eq!(mgr.graveyard().stuck_instances, 0);
+    assert_eq!(mgr.status("hung").unwrap().state, State::Healthy);
+    mgr.shutdown().await;
+}

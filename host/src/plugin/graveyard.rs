@@ -30,6 +30,8 @@ pub struct GraveyardStats {
     pub stuck_instances: u64,
     /// Libraries retired but still in use by some instance.
     pub pending: u64,
+    /// Instances shut down with their thread joined.
+    pub retired_instances: u64,
     /// Shadow files of libraries that stayed mapped.
     pub still_mapped_files: Vec<PathBuf>,
 }
@@ -41,6 +43,7 @@ pub struct Graveyard {
     stuck: Mutex<Vec<StuckInstance>>,
     still_mapped_files: Mutex<Vec<PathBuf>>,
     unloaded: AtomicU64,
+    retired: AtomicU64,
 }
 
 impl Graveyard {
@@ -57,8 +60,11 @@ impl Graveyard {
         if let Some(e) = err {
             tracing::warn!(plugin = %lib.descriptor.name, "shutdown reported: {e}");
         }
-        if let Retired::Stuck(s) = retired {
-            self.stuck.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        match retired {
+            Retired::Stuck(s) => self.stuck.lock().unwrap_or_else(|e| e.into_inner()).push(s),
+            Retired::Joined => {
+                self.retired.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.bury(lib);
     }
@@ -121,6 +127,7 @@ impl Graveyard {
             stuck_instances: self.stuck.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
             pending: self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
             still_mapped_files: files,
+            retired_instances: self.retired.load(Ordering::Relaxed),
         }
     }
 }
