@@ -549,3 +549,67 @@ async fn an_export_that_never_answers_is_abandoned_and_the_instance_replaced() {
     assert_eq!(mgr.status("hung").unwrap().state, State::Healthy);
     mgr.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_rapid_file_events_cause_few_scans_and_no_reload() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    let file = install(d, &fixture("counting_sink"), "counting_sink");
+    let out = d.join("counted.txt");
+    let mut opts = options(d, shadow.path());
+    opts.watch = true;
+    opts.debounce = Duration::from_millis(200);
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec("counter", "counting-sink", json!({"output": out}))],
+    )
+    .await
+    .unwrap();
+    let scans = mgr.scans();
+    let before = *scans.borrow();
+    let bytes = fs::read(&file).unwrap();
+    for i in 0..1000 {
+        match i % 4 {
+            // Rewrite the plugin with the same content (same sha256): a hint, not a change.
+            0 => {
+                let tmp = d.join("libtfo_counting_sink.so.tmp");
+                fs::write(&tmp, &bytes).unwrap();
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+                fs::rename(&tmp, &file).unwrap();
+            }
+            // Files that are not plugins.
+            1 => fs::write(d.join(format!("junk-{i}.txt")), b"x").unwrap(),
+            2 => fs::write(d.join(format!(".libtfo_hidden{i}.so")), b"x").unwrap(),
+            _ => {
+                let _ = fs::remove_file(d.join(format!("junk-{}.txt", i - 2)));
+            }
+        }
+    }
+    // Wait for the debounced scan that follows the burst.
+    let mut rx = scans.clone();
+    tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|n| *n > before))
+        .await
+        .expect("a scan after the burst")
+        .unwrap();
+    // Nothing signals "no more scans will come": give trailing events three debounce
+    // periods, then count.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = *scans.borrow();
+    let st = mgr.status("counter").unwrap();
+    assert_eq!(
+        st.generation.generation, 1,
+        "same content: no reload ({st:?})"
+    );
+    assert!(
+        after - before <= 5,
+        "{} scans for 1,000 events",
+        after - before
+    );
+    mgr.pipeline().publish(numbered_batch(0, 3));
+    wait_until(20, "still exporting", || {
+        mgr.status("counter").unwrap().items_exported == 3
+    })
+    .await;
+    eprintln!("1,000 file events -> {} scan(s), 0 reloads", after - before);
+    mgr.shutdown().await;
+}
