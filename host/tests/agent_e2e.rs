@@ -115,6 +115,21 @@ impl Agent {
         a
     }
 
+    /// Swaps counting-sink `n` times (builds B, A, B...), each time waiting for the
+    /// new generation to serve `counter`.
+    fn swap_counting_sink(&self, n: u64) {
+        let plugins = self.dir.join("plugins");
+        for i in 0..n {
+            let (src, version) = counting_build(i);
+            install(&plugins, &src, "counting_sink");
+            let want = i + 2;
+            self.wait_for(
+                |a| a.generation("counter") == (want, version.to_string()),
+                &format!("generation {want}"),
+            );
+        }
+    }
+
     fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.port, path, Some(TOKEN))
     }
@@ -249,20 +264,7 @@ fn health_plugins_metrics_and_the_bearer_token() {
 #[test]
 fn hot_swap_of_the_sink_while_the_source_runs_loses_nothing() {
     let a = Agent::start("");
-    let plugins = a.dir.join("plugins");
-    for i in 0..6u32 {
-        let (src, version) = if i.is_multiple_of(2) {
-            (fixture("counting_sink_b"), "1.0.0-b")
-        } else {
-            (fixture("counting_sink"), "1.0.0-a")
-        };
-        install(&plugins, &src, "counting_sink");
-        let want = u64::from(i) + 2;
-        a.wait_for(
-            |a| a.generation("counter") == (want, version.to_string()),
-            &format!("generation {want}"),
-        );
-    }
+    a.swap_counting_sink(6);
     let out = a.dir.join("out.txt");
     let (code, log, _dir) = a.stop();
     assert_eq!(code, 0, "{log}");
@@ -466,20 +468,7 @@ fn system_metrics_are_scraped_and_a_sink_swap_under_the_system_source_loses_noth
     assert_eq!(a.json("/health")["status"], "healthy");
 
     // Swap the counting sink three times while the system source runs.
-    let plugins = a.dir.join("plugins");
-    for i in 0..3u32 {
-        let (src, version) = if i.is_multiple_of(2) {
-            (fixture("counting_sink_b"), "1.0.0-b")
-        } else {
-            (fixture("counting_sink"), "1.0.0-a")
-        };
-        install(&plugins, &src, "counting_sink");
-        let want = u64::from(i) + 2;
-        a.wait_for(
-            |a| a.generation("counter") == (want, version.to_string()),
-            &format!("generation {want}"),
-        );
-    }
+    a.swap_counting_sink(3);
     // Stop the source by reloading a config without it, let the queues empty, then
     // compare: the swapped sink got exactly what the never-swapped prometheus sink got.
     let cfg = a.dir.join("agent.yaml");

@@ -95,17 +95,7 @@ async fn compatible_plugin_loads_and_bad_files_are_refused_while_serving() {
 async fn hot_upgrade_under_load_loses_nothing() {
     let (dir, shadow) = dirs();
     let d = dir.path();
-    let (a, b) = (fixture("counting_sink"), fixture("counting_sink_b"));
-    install(d, &a, "counting_sink");
-    let out = d.join("counted.txt");
-    let mut opts = options(d, shadow.path());
-    opts.watch = true;
-    let mgr = PluginManager::start(
-        opts,
-        vec![spec("counter", "counting-sink", json!({"output": out}))],
-    )
-    .await
-    .unwrap();
+    let (mgr, out) = counting_manager(d, shadow.path(), true).await;
     assert_eq!(mgr.status("counter").unwrap().generation.generation, 1);
 
     // A producer pushes 10-item batches continuously until told to stop.
@@ -124,14 +114,10 @@ async fn hot_upgrade_under_load_loses_nothing() {
     });
 
     let swaps = 50;
-    for i in 0..swaps as u32 {
-        let (src, version) = if i.is_multiple_of(2) {
-            (&b, "1.0.0-b")
-        } else {
-            (&a, "1.0.0-a")
-        };
-        install(d, src, "counting_sink");
-        let want = u64::from(i) + 2;
+    for i in 0..swaps {
+        let (src, version) = counting_build(i);
+        install(d, &src, "counting_sink");
+        let want = i + 2;
         wait_until(60, &format!("generation {want}"), || {
             let s = mgr.status("counter").unwrap();
             s.generation.generation == want && s.generation.version == version

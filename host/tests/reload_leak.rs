@@ -7,8 +7,6 @@ mod common;
 use std::fs;
 
 use common::*;
-use serde_json::json;
-use tfo_agent::plugin::manager::PluginManager;
 
 fn rss_kib() -> u64 {
     let s = fs::read_to_string("/proc/self/status").unwrap();
@@ -34,26 +32,9 @@ fn mapped_shadow_files(shadow: &std::path::Path) -> Vec<String> {
 async fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
     let (dir, shadow) = dirs();
     let d = dir.path();
-    let (a, b) = (fixture("counting_sink"), fixture("counting_sink_b"));
-    install(d, &a, "counting_sink");
-    let out = d.join("counted.txt");
-    let mut opts = options(d, shadow.path());
-    opts.watch = false;
-    let mgr = PluginManager::start(
-        opts,
-        vec![spec("counter", "counting-sink", json!({"output": out}))],
-    )
-    .await
-    .unwrap();
+    let (mgr, _out) = counting_manager(d, shadow.path(), false).await;
 
-    let swap = |i: usize| {
-        let (src, _) = if i.is_multiple_of(2) {
-            (&b, "b")
-        } else {
-            (&a, "a")
-        };
-        install(d, src, "counting_sink");
-    };
+    let swap = |i: usize| install(d, &counting_build(i as u64).0, "counting_sink");
     // Warm up allocator pools and lazily initialised host state before measuring.
     for i in 0..20 {
         swap(i);

@@ -13,7 +13,7 @@ use std::{
 
 use tfo_agent::{
     pipeline::runner::{RetryPolicy, Timeouts},
-    plugin::manager::{InstanceSpec, ManagerOptions},
+    plugin::manager::{InstanceSpec, ManagerOptions, PluginManager},
 };
 use tfo_plugin_api::{Batch, Metric};
 
@@ -112,4 +112,34 @@ pub fn dirs() -> (tempfile::TempDir, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     fs::set_permissions(plugins.path(), fs::Permissions::from_mode(0o755)).unwrap();
     (plugins, tempfile::tempdir().unwrap())
+}
+
+/// The build installed by the `i`-th swap of counting-sink (0-based): build B first,
+/// then A, alternating; with the version the swapped-in generation reports.
+pub fn counting_build(i: u64) -> (PathBuf, &'static str) {
+    if i.is_multiple_of(2) {
+        (fixture("counting_sink_b"), "1.0.0-b")
+    } else {
+        (fixture("counting_sink"), "1.0.0-a")
+    }
+}
+
+/// A manager serving counting-sink build A as instance `counter`, writing to
+/// `<dir>/counted.txt` (returned).
+pub async fn counting_manager(dir: &Path, shadow: &Path, watch: bool) -> (PluginManager, PathBuf) {
+    install(dir, &fixture("counting_sink"), "counting_sink");
+    let out = dir.join("counted.txt");
+    let mut opts = options(dir, shadow);
+    opts.watch = watch;
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "counter",
+            "counting-sink",
+            serde_json::json!({"output": out}),
+        )],
+    )
+    .await
+    .unwrap();
+    (mgr, out)
 }
