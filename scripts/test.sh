@@ -37,6 +37,8 @@ echo "== tests: workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 echo "== tests: sdk-examples/file-exporter (built as a vendor builds it)"
 cargo test --manifest-path sdk-examples/file-exporter/Cargo.toml 2>&1 | tee -a "$log"
+echo "== tests: packaging (scripts/package.sh on the debug build, checked)"
+scripts/check-package.sh 2>&1 | tee -a "$log"
 # One closing line over every test binary (pipefail already stopped on a failure).
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 echo

@@ -14,6 +14,7 @@ use crate::{
     api::{self, ApiState, ReloadStats},
     config::Config,
     plugin::manager::{ManagerOptions, PluginManager},
+    redact::redact,
 };
 
 fn system_hostname() -> String {
@@ -120,7 +121,8 @@ pub fn validate(path: &Path) -> i32 {
             0
         } else {
             for (p, m) in &problems {
-                eprintln!("{}: {p}: {m}", path.display());
+                let line = format!("{}: {p}: {m}", path.display());
+                eprintln!("{}", redact(&line));
             }
             2
         }
@@ -150,7 +152,7 @@ pub fn run_once(path: &Path) -> i32 {
                 }
             };
             println!("==> sink {} <- source {}", name(sink), name(source));
-            println!("{}", text.trim_end());
+            println!("{}", redact(text.trim_end()));
         }
         if out.is_empty() {
             eprintln!("nothing to show: no enabled source produced data for an enabled sink");

@@ -9,6 +9,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use http_body_util::Full;
@@ -40,28 +41,50 @@ pub struct ApiState {
     pub reloads: Arc<ReloadStats>,
 }
 
+/// Connections served at once; more are closed on accept (the API is for status
+/// probes and scrapers, a handful of clients).
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client must send its request head within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request head size limit (hyper answers 431 beyond it); the API takes no bodies.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A connection, keep-alive included, is closed after this long.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<ApiState>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("api accept failed: {e}");
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("api: {MAX_CONNECTIONS} connections open, closing the one from {peer}");
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await
-            {
-                tracing::debug!("api connection: {e}");
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(io, svc);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => tracing::debug!("api connection: {e}"),
+                Err(_) => tracing::debug!(
+                    "api connection from {peer} closed after {CONNECTION_LIFETIME:?}"
+                ),
+                Ok(Ok(())) => {}
             }
         });
     }
@@ -71,7 +94,10 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
+        // Plugin errors and reasons can quote config values: mask secrets.
+        .body(Full::new(Bytes::from(
+            crate::redact::redact(&body).into_owned(),
+        )))
         .expect("valid response")
 }
 

@@ -310,6 +310,8 @@ impl Config {
             let base = path.parent().unwrap_or(Path::new("."));
             c.plugins.dir = base.join(&c.plugins.dir);
         }
+        // From here on, these values are masked wherever the agent prints them.
+        crate::redact::register(&c);
         Ok(c)
     }
 

@@ -9,4 +9,5 @@ pub mod config;
 pub mod conformance;
 pub mod pipeline;
 pub mod plugin;
+pub mod redact;
 pub mod status;

@@ -5,6 +5,7 @@ use tfo_agent::cli::{self, Cli, Command, PluginsCommand};
 
 fn main() {
     let cli = Cli::parse();
+    tfo_agent::redact::install_panic_hook();
     if matches!(cli.command, Command::Plugins { .. }) {
         // One-shot inspection: resolve every symbol now, so a plugin with an
         // unresolvable symbol is reported instead of failing later.
@@ -57,7 +58,7 @@ fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_env("TFO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(tfo_agent::redact::RedactingStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -643,3 +643,135 @@ fn a_reload_storm_leaves_the_agent_consistent_and_loses_nothing() {
     );
     eprintln!("reload storm: 31 reload triggers, {gen} sink generations, {} values, none lost or duplicated", all.len());
 }
+
+/// A secret (under a secret-named key, reused through a YAML alias in a field whose
+/// error message quotes the value) never appears in `validate` output, in the log of
+/// a running agent, or on `/plugins` and `/health`; the masked error is there instead.
+#[test]
+fn secrets_are_masked_in_validate_output_the_log_and_the_api() {
+    const SECRET: &str = "tfo-test-secret-5f1e9a";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let plugins = dir.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    install(&plugins, &fixture("ticker_source"), "ticker_source");
+    install(&plugins, &fixture("counting_sink"), "counting_sink");
+    let port = free_port();
+    let extra = format!(
+        "  aaa_vault:\n    enabled: false\n    api_key: &secret \"{SECRET}\"\n  leaky:\n    enabled: true\n    plugin: counting-sink\n    output: {}\n    delay_ms: *secret\n",
+        dir.join("leaky.txt").display()
+    );
+    // `aaa_vault` sorts before `leaky`; YAML needs the anchor first in the text,
+    // which `extra` (appended last) keeps.
+    let text = Agent::config_text(dir, port, &dir.join("out.txt"), &extra);
+    let cfg = dir.join("agent.yaml");
+    fs::write(&cfg, text).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .env("E2E_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("integrations.leaky.delay_ms"), "{all}");
+    assert!(all.contains("***"), "the masked value is shown: {all}");
+    assert!(!all.contains(SECRET), "validate leaked the secret: {all}");
+
+    let log = dir.join("agent.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("E2E_TOKEN", TOKEN)
+        .env("TFO_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let plugins_json = loop {
+        let got = http_get(port, "/plugins", Some(TOKEN)).map(|(_, b)| b);
+        if let Some(b) = got.filter(|b| b.contains("delay_ms")) {
+            break b;
+        }
+        assert!(
+            Instant::now() < end,
+            "no error for `leaky` on /plugins; log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let health = http_get(port, "/health", Some(TOKEN)).unwrap().1;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert!(plugins_json.contains("***"), "{plugins_json}");
+    for (what, text) in [
+        ("/plugins", &plugins_json),
+        ("/health", &health),
+        ("the log", &log_text),
+    ] {
+        assert!(!text.contains(SECRET), "{what} leaked the secret:\n{text}");
+        assert!(
+            !text.contains(TOKEN),
+            "{what} leaked the API token:\n{text}"
+        );
+    }
+    assert!(
+        log_text.contains("delay_ms"),
+        "the error is logged:\n{log_text}"
+    );
+}
+
+/// The status API bounds what a client can hold: an oversized request head gets 431,
+/// connections beyond the limit are closed at once, and the API answers again as
+/// soon as the idle connections go away.
+#[test]
+fn the_api_limits_head_size_and_open_connections() {
+    let a = Agent::start("");
+    // A 64 KiB header (limit 16 KiB).
+    let mut s = TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = "x".repeat(64 * 1024);
+    let _ = write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head:?}");
+
+    // Fill every slot with a connection that sends nothing...
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(("127.0.0.1", a.port)).unwrap())
+        .collect();
+    // ...the next one is closed without an answer (the server may take a moment to
+    // accept all of them: retry until a connection is refused that way).
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        if buf.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < end, "the 65th connection was served");
+    }
+    drop(idle);
+    a.wait_for(
+        |a| a.get("/health").is_some_and(|(s, _)| s == 200),
+        "the API answers again",
+    );
+    let (code, log, _dir) = a.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("connections open, closing"), "{log}");
+}
