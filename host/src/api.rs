@@ -253,7 +253,7 @@ pub async fn metrics(state: &ApiState) -> String {
         env!("CARGO_PKG_VERSION"),
         tfo_plugin_api::PLUGIN_API_VERSION
     );
-    let counters: [Counter; 9] = [
+    let counters: [Counter; 10] = [
         (
             "tfo_agent_items_exported_total",
             "Items delivered by a sink.",
@@ -294,6 +294,11 @@ pub async fn metrics(state: &ApiState) -> String {
             "tfo_agent_queue_items",
             "Items waiting in a sink queue.",
             |s| s.queued_items,
+        ),
+        (
+            "tfo_agent_buffer_corrupt_records_total",
+            "Disk-buffer records skipped as damaged.",
+            |s| s.buffer_corrupt_records,
         ),
     ];
     for (name, help, get) in counters {

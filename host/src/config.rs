@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     pipeline::runner::{RetryPolicy, Timeouts},
-    plugin::manager::{InstanceSpec, ManagerOptions},
+    plugin::manager::{DiskBufferOptions, InstanceSpec, ManagerOptions},
 };
 
 /// The whole file.
@@ -126,6 +126,61 @@ pub struct PipelineSection {
     /// Deadline for sinks to drain at shutdown, and for a plugin's shutdown.
     #[serde(default = "d_10s", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Where sink queues live: `memory` (bounded, lost on restart) or `disk` (a
+    /// write-ahead log per sink, replayed after a restart; docs/reliability.md).
+    #[serde(default)]
+    pub buffer: BufferKind,
+    /// Settings of the disk buffer (`buffer: disk`).
+    #[serde(default)]
+    pub disk_buffer: DiskBufferSection,
+}
+
+/// `pipeline.buffer`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferKind {
+    /// Bounded in-memory queues (oldest dropped when full).
+    #[default]
+    Memory,
+    /// A write-ahead log per sink.
+    Disk,
+}
+
+/// `pipeline.disk_buffer:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiskBufferSection {
+    /// Directory of the logs, one subdirectory per sink instance (relative to the
+    /// config file). The systemd unit's state directory by default.
+    #[serde(default = "d_buffer_path")]
+    pub path: PathBuf,
+    /// Size cap per sink in bytes; beyond it the newest batches are dropped and counted.
+    #[serde(default = "d_buffer_bytes")]
+    pub max_bytes: u64,
+    /// fdatasync every batch before accepting it (off: faster, a power loss can
+    /// lose the last batches written).
+    #[serde(default = "d_true")]
+    pub fsync: bool,
+}
+
+impl Default for DiskBufferSection {
+    fn default() -> Self {
+        DiskBufferSection {
+            path: d_buffer_path(),
+            max_bytes: d_buffer_bytes(),
+            fsync: true,
+        }
+    }
+}
+
+fn d_buffer_path() -> PathBuf {
+    PathBuf::from("/var/lib/tfo-agent/buffer")
+}
+fn d_buffer_bytes() -> u64 {
+    256 << 20
+}
+fn d_true() -> bool {
+    true
 }
 
 impl Default for PipelineSection {
@@ -310,6 +365,10 @@ impl Config {
             let base = path.parent().unwrap_or(Path::new("."));
             c.plugins.dir = base.join(&c.plugins.dir);
         }
+        if c.pipeline.disk_buffer.path.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            c.pipeline.disk_buffer.path = base.join(&c.pipeline.disk_buffer.path);
+        }
         // From here on, these values are masked wherever the agent prints them.
         crate::redact::register(&c);
         Ok(c)
@@ -346,6 +405,9 @@ impl Config {
             return Err(
                 "pipeline.queue_max_items: must be at least pipeline.batch_max_items".into(),
             );
+        }
+        if p.buffer == BufferKind::Disk && p.disk_buffer.max_bytes < 1 << 20 {
+            return Err("pipeline.disk_buffer.max_bytes: must be at least 1048576 (1 MiB)".into());
         }
         if p.retry.multiplier < 1.0 {
             return Err("pipeline.retry.multiplier: must be at least 1".into());
@@ -480,6 +542,13 @@ impl Config {
         o.queue_max_bytes = p.queue_max_bytes;
         o.batch_max_items = p.batch_max_items;
         o.flush_interval = p.flush_interval;
+        if p.buffer == BufferKind::Disk {
+            o.disk_buffer = Some(DiskBufferOptions {
+                base: p.disk_buffer.path.clone(),
+                max_bytes: p.disk_buffer.max_bytes,
+                fsync: p.disk_buffer.fsync,
+            });
+        }
         o
     }
 

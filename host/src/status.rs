@@ -72,6 +72,8 @@ pub struct InstanceStatus {
     pub last_export_latency_us: AtomicU64,
     /// Items waiting in the sink queue (kept by the queue).
     pub queued_items: AtomicU64,
+    /// Disk-buffer records skipped as damaged (checksum, torn tail, undecodable).
+    pub buffer_corrupt: AtomicU64,
 }
 
 /// A point-in-time copy for the API.
@@ -110,6 +112,8 @@ pub struct StatusView {
     pub last_export_latency_seconds: f64,
     /// Items waiting in the sink queue.
     pub queued_items: u64,
+    /// Disk-buffer records skipped as damaged.
+    pub buffer_corrupt_records: u64,
 }
 
 impl InstanceStatus {
@@ -134,6 +138,7 @@ impl InstanceStatus {
             items_collected: AtomicU64::new(0),
             last_export_latency_us: AtomicU64::new(0),
             queued_items: AtomicU64::new(0),
+            buffer_corrupt: AtomicU64::new(0),
         })
     }
 
@@ -205,6 +210,7 @@ impl InstanceStatus {
             items_collected: get(&self.items_collected),
             last_export_latency_seconds: get(&self.last_export_latency_us) as f64 / 1e6,
             queued_items: get(&self.queued_items),
+            buffer_corrupt_records: get(&self.buffer_corrupt),
         }
     }
 }

@@ -20,6 +20,7 @@ use abi_stable::{
 /// abi_stable cannot express as a recursive stable type).
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AnyValue {
     /// UTF-8 string.
     Str(RString),
@@ -62,6 +63,7 @@ impl From<bool> for AnyValue {
 /// One attribute: a key and its value.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyValue {
     /// Attribute name, e.g. `host.name`.
     pub key: RString,
@@ -82,6 +84,7 @@ impl KeyValue {
 /// The entity producing telemetry (host, service, agent), as OpenTelemetry's Resource.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Resource {
     /// Resource attributes such as `host.name`, `service.name`.
     pub attributes: RVec<KeyValue>,
@@ -90,6 +93,7 @@ pub struct Resource {
 /// Which OpenTelemetry metric data type the points carry.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MetricKind {
     /// Last-value measurement.
     Gauge,
@@ -104,6 +108,7 @@ pub enum MetricKind {
 /// Aggregation temporality of sums and histograms.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Temporality {
     /// Not applicable (gauges, summaries).
     Unspecified,
@@ -116,6 +121,7 @@ pub enum Temporality {
 /// Explicit-bucket histogram point: `bucket_counts.len() == bounds.len() + 1`.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HistogramValue {
     /// Number of observations.
     pub count: u64,
@@ -134,6 +140,7 @@ pub struct HistogramValue {
 /// One quantile of a summary point.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quantile {
     /// Quantile in [0, 1].
     pub quantile: f64,
@@ -144,6 +151,7 @@ pub struct Quantile {
 /// Summary point (count, sum, quantiles).
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SummaryValue {
     /// Number of observations.
     pub count: u64,
@@ -156,6 +164,7 @@ pub struct SummaryValue {
 /// The value of one data point; which variant is valid follows the metric's kind.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PointValue {
     /// Floating-point gauge or sum value.
     Double(f64),
@@ -170,6 +179,7 @@ pub enum PointValue {
 /// One data point of a metric.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DataPoint {
     /// Point attributes (labels).
     pub attributes: RVec<KeyValue>,
@@ -184,6 +194,7 @@ pub struct DataPoint {
 /// A metric: identity plus its data points.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Metric {
     /// Metric name, OpenTelemetry style (`system.cpu.time`).
     pub name: RString,
@@ -278,6 +289,7 @@ impl Metric {
 /// Span kind, as OpenTelemetry.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SpanKind {
     /// Not specified.
     Unspecified,
@@ -296,6 +308,7 @@ pub enum SpanKind {
 /// Span status code, as OpenTelemetry.
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum StatusCode {
     /// Default.
     Unset,
@@ -308,6 +321,7 @@ pub enum StatusCode {
 /// A timestamped event inside a span.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SpanEvent {
     /// Event name.
     pub name: RString,
@@ -320,6 +334,7 @@ pub struct SpanEvent {
 /// One span of a trace.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Span {
     /// 16-byte trace id.
     pub trace_id: [u8; 16],
@@ -348,6 +363,7 @@ pub struct Span {
 /// One log record, as OpenTelemetry's LogRecord.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LogRecord {
     /// Time of the event (0 if unknown).
     pub time_unix_nano: u64,
@@ -371,6 +387,7 @@ pub struct LogRecord {
 /// spans and logs.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Batch {
     /// Who produced the data.
     pub resource: Resource,

@@ -3,6 +3,7 @@
 //! each merged batch out to the sink queues as one shared `Arc<Batch>` (no copy per
 //! sink); runners drive the instances.
 
+pub mod disk;
 pub mod queue;
 pub mod render;
 pub mod runner;

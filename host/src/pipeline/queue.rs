@@ -1,5 +1,11 @@
 //! The bounded per-sink queue. It belongs to the host, not to a plugin generation,
 //! so a hot swap changes who drains it and loses nothing.
+//!
+//! With `pipeline.buffer: disk` the queue is backed by the sink's write-ahead log
+//! ([`super::disk`]): every accepted batch is appended to it first, the memory part
+//! is only a window onto the log (refilled from disk as the sink drains it), and a
+//! batch is acknowledged in the log once the runner reports it delivered or refused
+//! ([`SinkQueue::ack`]). Whatever is not acknowledged is replayed on the next start.
 
 use std::{
     collections::VecDeque,
@@ -9,6 +15,7 @@ use std::{
 use tfo_plugin_api::Batch;
 use tokio::sync::Notify;
 
+use super::disk::{AppendError, DiskLog, DiskOptions};
 use crate::status::InstanceStatus;
 
 /// A batch waiting for one sink. The batch itself is shared by every sink (`Arc`).
@@ -22,6 +29,8 @@ pub struct QueuedBatch {
     pub bytes: u64,
     /// Failed export attempts so far.
     pub attempts: u32,
+    /// Position in the sink's disk buffer, when it has one.
+    pub seq: Option<u64>,
 }
 
 impl QueuedBatch {
@@ -34,6 +43,7 @@ impl QueuedBatch {
             items,
             bytes,
             attempts: 0,
+            seq: None,
         }
     }
 }
@@ -43,6 +53,20 @@ struct Inner {
     q: VecDeque<QueuedBatch>,
     items: u64,
     bytes: u64,
+    disk: Option<Disk>,
+}
+
+/// The disk side of a queue: the log, and the next record to load into memory.
+struct Disk {
+    log: DiskLog,
+    next_load: u64,
+}
+
+impl Inner {
+    fn has_room(&self, qb: &QueuedBatch, max_items: u64, max_bytes: u64) -> bool {
+        self.q.is_empty()
+            || (self.items + qb.items <= max_items && self.bytes + qb.bytes <= max_bytes)
+    }
 }
 
 /// Bounded FIFO in items and bytes; when full, the oldest batches are dropped and
@@ -72,15 +96,177 @@ impl SinkQueue {
     }
 
     fn publish_len(&self, g: &Inner) {
-        self.status.queued_items.store(g.items, Ordering::Relaxed);
+        let n = match &g.disk {
+            Some(d) => d.log.pending_items(),
+            None => g.items,
+        };
+        self.status.queued_items.store(n, Ordering::Relaxed);
     }
 
-    /// Appends, evicting the oldest batches if the limits would be exceeded. Returns
-    /// the number of items dropped.
+    /// A queue backed by a disk buffer in `opts.dir`; what an earlier run left
+    /// unacknowledged there is replayed first. Fails when the directory cannot be
+    /// used (the caller reports it).
+    pub fn with_disk(
+        max_items: u64,
+        max_bytes: u64,
+        status: Arc<InstanceStatus>,
+        opts: DiskOptions,
+    ) -> std::io::Result<Arc<Self>> {
+        let dir = opts.dir.clone();
+        let (log, report) = DiskLog::open(opts)?;
+        if report.corrupt_records > 0 || report.truncated_bytes > 0 {
+            status.buffer_corrupt.fetch_add(
+                report.corrupt_records + u64::from(report.truncated_bytes > 0),
+                Ordering::Relaxed,
+            );
+            tracing::warn!(
+                instance = %status.instance,
+                dir = %dir.display(),
+                corrupt_records = report.corrupt_records,
+                truncated_bytes = report.truncated_bytes,
+                "disk buffer: damaged records skipped (a crash while writing, or a damaged disk)"
+            );
+        }
+        if report.pending_records > 0 {
+            tracing::info!(
+                instance = %status.instance,
+                dir = %dir.display(),
+                batches = report.pending_records,
+                items = report.pending_items,
+                "disk buffer: replaying what was not delivered before"
+            );
+        }
+        let next_load = log.acked();
+        let q = Arc::new(SinkQueue {
+            inner: Mutex::new(Inner {
+                disk: Some(Disk { log, next_load }),
+                ..Inner::default()
+            }),
+            notify: Notify::new(),
+            max_items,
+            max_bytes,
+            status,
+        });
+        {
+            let g = q.lock();
+            q.publish_len(&g);
+        }
+        Ok(q)
+    }
+
+    /// Whether the queue is backed by a disk buffer.
+    pub fn is_disk(&self) -> bool {
+        self.lock().disk.is_some()
+    }
+
+    /// Appends to the disk buffer; the batch stays on disk only when the memory
+    /// window is full or behind. Returns the items dropped (the log is full or
+    /// cannot be written).
+    fn push_disk(&self, g: &mut Inner, mut qb: QueuedBatch) -> u64 {
+        let payload = match postcard::to_stdvec(&*qb.batch) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(instance = %self.status.instance, "disk buffer: cannot encode a batch: {e}");
+                return qb.items;
+            }
+        };
+        let has_room = g.has_room(&qb, self.max_items, self.max_bytes);
+        let disk = g.disk.as_mut().expect("disk queue");
+        match disk.log.append(&payload, qb.items) {
+            Ok(seq) => {
+                if disk.next_load == seq && has_room {
+                    disk.next_load = seq + 1;
+                    qb.seq = Some(seq);
+                    g.items += qb.items;
+                    g.bytes += qb.bytes;
+                    g.q.push_back(qb);
+                }
+                0
+            }
+            Err(AppendError::Full) => {
+                tracing::warn!(
+                    instance = %self.status.instance,
+                    max_bytes = disk.log.options().max_bytes,
+                    "disk buffer full: newest batch dropped"
+                );
+                qb.items
+            }
+            Err(AppendError::Io(e)) => {
+                tracing::error!(
+                    instance = %self.status.instance,
+                    dir = %disk.log.options().dir.display(),
+                    "disk buffer: cannot write, batch dropped: {e}"
+                );
+                qb.items
+            }
+        }
+    }
+
+    /// Loads batches from the disk buffer into the (empty) memory window.
+    fn refill(&self, g: &mut Inner) {
+        loop {
+            let Some(disk) = g.disk.as_mut() else { return };
+            let Some(read) = disk.log.read_from(disk.next_load) else {
+                return;
+            };
+            let decoded = read.and_then(|(seq, items, bytes)| {
+                postcard::from_bytes::<Batch>(&bytes)
+                    .map(|b| (seq, items, b))
+                    .map_err(|e| (seq, format!("undecodable batch: {e}")))
+            });
+            match decoded {
+                Ok((seq, _, batch)) => {
+                    disk.next_load = seq + 1;
+                    let mut qb = QueuedBatch::new(Arc::new(batch));
+                    qb.seq = Some(seq);
+                    let room = g.has_room(&qb, self.max_items, self.max_bytes);
+                    if !room {
+                        // Put it back for the next refill.
+                        g.disk.as_mut().expect("disk").next_load = seq;
+                        return;
+                    }
+                    g.items += qb.items;
+                    g.bytes += qb.bytes;
+                    g.q.push_back(qb);
+                }
+                Err((seq, why)) => {
+                    disk.next_load = seq + 1;
+                    self.status.buffer_corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(instance = %self.status.instance, "disk buffer: record {seq} skipped: {why}");
+                }
+            }
+        }
+    }
+
+    /// The sink delivered `qb` or refused it for good: with a disk buffer, it (and
+    /// everything before it) is not replayed again.
+    pub fn ack(&self, qb: &QueuedBatch) {
+        if let Some(seq) = qb.seq {
+            let mut g = self.lock();
+            if let Some(d) = g.disk.as_mut() {
+                d.log.ack(seq);
+            }
+            self.publish_len(&g);
+        }
+    }
+
+    /// Appends, evicting the oldest batches if the limits would be exceeded (with a
+    /// disk buffer: refusing the newest when the log is full). Returns the number of
+    /// items dropped.
     pub fn push(&self, qb: QueuedBatch) -> u64 {
         let mut dropped = 0;
         {
             let mut g = self.lock();
+            if g.disk.is_some() {
+                dropped = self.push_disk(&mut g, qb);
+                self.publish_len(&g);
+                drop(g);
+                if dropped > 0 {
+                    self.status.drops.fetch_add(dropped, Ordering::Relaxed);
+                }
+                self.notify.notify_one();
+                return dropped;
+            }
             while !g.q.is_empty()
                 && (g.items + qb.items > self.max_items || g.bytes + qb.bytes > self.max_bytes)
             {
@@ -118,6 +304,9 @@ impl SinkQueue {
     /// Takes the head without waiting.
     pub fn try_pop(&self) -> Option<QueuedBatch> {
         let mut g = self.lock();
+        if g.q.is_empty() && g.disk.is_some() {
+            self.refill(&mut g);
+        }
         let qb = g.q.pop_front()?;
         g.items -= qb.items;
         g.bytes -= qb.bytes;
@@ -136,9 +325,14 @@ impl SinkQueue {
         }
     }
 
-    /// Items waiting.
+    /// Items waiting (with a disk buffer: every unacknowledged item, on disk or
+    /// being exported).
     pub fn items(&self) -> u64 {
-        self.lock().items
+        let g = self.lock();
+        match &g.disk {
+            Some(d) => d.log.pending_items(),
+            None => g.items,
+        }
     }
 
     /// A copy of every waiting batch (for accounting in tests and shutdown reports).

@@ -288,6 +288,7 @@ async fn export_one(
             status
                 .last_export_latency_us
                 .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            queue.ack(&qb);
             common.adopt_plugin_health(worker).await;
             Outcome::Done
         }
@@ -299,6 +300,7 @@ async fn export_one(
                     if retry.max_attempts > 0 && qb.attempts >= retry.max_attempts {
                         status.drops.fetch_add(qb.items, Ordering::Relaxed);
                         tracing::warn!(instance = %status.instance, items = qb.items, "dropping batch after {} attempts: {e}", qb.attempts);
+                        queue.ack(&qb);
                         return Outcome::Done;
                     }
                     status.retries.fetch_add(1, Ordering::Relaxed);
@@ -310,6 +312,7 @@ async fn export_one(
                 CallErrorKind::Permanent | CallErrorKind::Unsupported => {
                     status.drops.fetch_add(qb.items, Ordering::Relaxed);
                     tracing::warn!(instance = %status.instance, items = qb.items, "batch refused permanently, dropped: {}", e.message);
+                    queue.ack(&qb);
                     Outcome::Done
                 }
                 CallErrorKind::Panic | CallErrorKind::Timeout | CallErrorKind::Dead => {

@@ -69,6 +69,19 @@ pub struct ManagerOptions {
     pub flush_interval: Duration,
     /// Resource attributes added to every collected batch (host.name, agent id, tags).
     pub resource: Vec<tfo_plugin_api::KeyValue>,
+    /// Back every sink queue with a write-ahead log (`pipeline.buffer: disk`).
+    pub disk_buffer: Option<DiskBufferOptions>,
+}
+
+/// `pipeline.disk_buffer` as the manager uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskBufferOptions {
+    /// Parent directory; each sink instance gets `<base>/<instance>`.
+    pub base: PathBuf,
+    /// Size cap per sink.
+    pub max_bytes: u64,
+    /// Sync every appended batch.
+    pub fsync: bool,
 }
 
 impl ManagerOptions {
@@ -92,6 +105,7 @@ impl ManagerOptions {
             batch_max_items: 1000,
             flush_interval: Duration::ZERO,
             resource: Vec::new(),
+            disk_buffer: None,
         }
     }
 }
@@ -650,7 +664,7 @@ impl PluginManager {
         };
         let (tx, rx) = mpsc::channel(8);
         if lib.descriptor.kind_enum.is_sink() {
-            let queue = SinkQueue::new(opts.queue_max_items, opts.queue_max_bytes, status.clone());
+            let queue = sink_queue(opts, &spec.name, &status);
             self.inner.pipeline.add_sink(
                 &spec.name,
                 lib.descriptor.data_types_flags,
@@ -1120,4 +1134,38 @@ async fn create_and_start(
         Ok(()) => Ok(worker),
         Err(e) => Err(format!("start: {e}")),
     }
+}
+
+/// A sink's queue: on disk when configured (falling back to memory, loudly, when the
+/// directory cannot be used: the sink keeps working, without the disk guarantee).
+fn sink_queue(
+    opts: &ManagerOptions,
+    instance: &str,
+    status: &Arc<InstanceStatus>,
+) -> Arc<SinkQueue> {
+    if let Some(d) = &opts.disk_buffer {
+        let disk = crate::pipeline::disk::DiskOptions {
+            dir: d.base.join(instance),
+            max_bytes: d.max_bytes,
+            fsync: d.fsync,
+        };
+        let dir = disk.dir.clone();
+        match SinkQueue::with_disk(
+            opts.queue_max_items,
+            opts.queue_max_bytes,
+            status.clone(),
+            disk,
+        ) {
+            Ok(q) => return q,
+            Err(e) => {
+                let msg = format!(
+                    "disk buffer {} unusable ({e}): this sink queues in memory only",
+                    dir.display()
+                );
+                tracing::error!(instance, "{msg}");
+                status.record_error(msg);
+            }
+        }
+    }
+    SinkQueue::new(opts.queue_max_items, opts.queue_max_bytes, status.clone())
 }

@@ -64,6 +64,13 @@ pub struct ReceiverConfig {
     /// HTTP 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Requests accepted per second (token bucket, bursts up to one second's worth);
+    /// beyond it HTTP 429 with `Retry-After: 1`, which OTLP clients retry. 0 = no limit.
+    #[serde(default = "default_max_requests_per_second")]
+    pub max_requests_per_second: u32,
+    /// Connections served at once; more are closed on accept. 0 = no limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
 }
 
 impl Default for ReceiverConfig {
@@ -71,8 +78,18 @@ impl Default for ReceiverConfig {
         ReceiverConfig {
             listen: default_listen(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_requests_per_second: default_max_requests_per_second(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_max_requests_per_second() -> u32 {
+    2000
+}
+
+fn default_max_connections() -> u32 {
+    256
 }
 
 /// Payload encoding of the exporter's requests (spec: "Binary Protobuf Encoding" and
@@ -353,6 +370,7 @@ mod tests {
             receiver: Some(ReceiverConfig {
                 listen: "localhost".into(),
                 max_body_bytes: 0,
+                ..ReceiverConfig::default()
             }),
             exporter: Some(ExporterConfig {
                 endpoint: "ftp://x".into(),

@@ -103,9 +103,13 @@ impl Plugin for Otlp {
         let host = ctx.host().clone();
         let emit: receiver::EmitFn = Arc::new(move |batch| host.emit(batch));
         let codec = self.codec.clone();
-        let max_body = rc.max_body_bytes;
+        let limits = receiver::Limits {
+            max_body: rc.max_body_bytes,
+            max_requests_per_second: rc.max_requests_per_second,
+            max_connections: rc.max_connections,
+        };
         let receiver = ctx
-            .block_on(async move { Receiver::start(addr, max_body, codec, emit) })
+            .block_on(async move { Receiver::start(addr, limits, codec, emit) })
             .map_err(|e| PluginError::retryable(format!("otlp receiver: {e}")))?;
         tracing::info!(
             "otlp receiver listening on http://{}",
@@ -159,11 +163,13 @@ impl Plugin for Otlp {
             ctx.block_on(r.stop(grace));
             let s = r.stats();
             tracing::info!(
-                "otlp receiver stopped: {} request(s) accepted, {} refused, {} throttled; \
-                 {} item(s) emitted, {} rejected",
+                "otlp receiver stopped: {} request(s) accepted, {} refused, {} throttled, \
+                 {} rate-limited, {} connection(s) over the limit; {} item(s) emitted, {} rejected",
                 s.requests_ok.load(Ordering::Relaxed),
                 s.requests_refused.load(Ordering::Relaxed),
                 s.requests_throttled.load(Ordering::Relaxed),
+                s.requests_rate_limited.load(Ordering::Relaxed),
+                s.connections_refused.load(Ordering::Relaxed),
                 s.items_accepted.load(Ordering::Relaxed),
                 s.items_rejected.load(Ordering::Relaxed),
             );

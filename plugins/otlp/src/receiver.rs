@@ -148,6 +148,10 @@ pub struct Stats {
     pub requests_refused: AtomicU64,
     /// Requests answered 503 because the host was full.
     pub requests_throttled: AtomicU64,
+    /// Requests answered 429 (over `max_requests_per_second`).
+    pub requests_rate_limited: AtomicU64,
+    /// Connections closed on accept (over `max_connections`).
+    pub connections_refused: AtomicU64,
     /// Items handed to the host.
     pub items_accepted: AtomicU64,
     /// Items rejected (invalid, or dropped after a partial emit), reported as partial
@@ -155,8 +159,50 @@ pub struct Stats {
     pub items_rejected: AtomicU64,
 }
 
+/// Limits of one receiver (from `receiver.*` in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, as sent and decompressed.
+    pub max_body: u64,
+    /// Requests per second (0 = unlimited).
+    pub max_requests_per_second: u32,
+    /// Connections at once (0 = unlimited).
+    pub max_connections: u32,
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `rate`.
+struct RateLimit {
+    rate: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Option<RateLimit> {
+        (rate > 0).then(|| RateLimit {
+            rate: f64::from(rate),
+            state: std::sync::Mutex::new((f64::from(rate), std::time::Instant::now())),
+        })
+    }
+
+    fn take(&self) -> bool {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (tokens, last) = *g;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        if tokens >= 1.0 {
+            *g = (tokens - 1.0, now);
+            true
+        } else {
+            *g = (tokens, now);
+            false
+        }
+    }
+}
+
 /// What a request handler needs.
 struct Shared {
+    rate: Option<RateLimit>,
+    max_connections: usize,
     max_body: u64,
     codec: JsonCodec,
     emit: EmitFn,
@@ -176,7 +222,7 @@ impl Receiver {
     /// current tokio runtime. Must be called from within that runtime.
     pub fn start(
         addr: SocketAddr,
-        max_body: u64,
+        limits: Limits,
         codec: JsonCodec,
         emit: EmitFn,
     ) -> Result<Receiver, String> {
@@ -186,7 +232,9 @@ impl Receiver {
             .map_err(|e| format!("reading the bound address: {e}"))?;
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
-            max_body,
+            rate: RateLimit::new(limits.max_requests_per_second),
+            max_connections: limits.max_connections as usize,
+            max_body: limits.max_body,
             codec,
             emit,
             stats: stats.clone(),
@@ -248,7 +296,14 @@ async fn accept_loop(
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted.inspect(|_| {
+                // Count only connections still open.
+                while conns.try_join_next().is_some() {}
+            }) {
+                Ok((_stream, peer)) if shared.max_connections > 0 && conns.len() >= shared.max_connections => {
+                    shared.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("otlp receiver: {} connections open, closing the one from {peer}", conns.len());
+                }
                 Ok((stream, _peer)) => {
                     let conn = serve_connection(stream, shared.clone(), stopped.clone());
                     conns.spawn(conn.with_current_subscriber());
@@ -297,7 +352,27 @@ async fn serve_connection(
 /// Handles one request; never fails (every problem is an HTTP answer).
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
     let (parts, body) = req.into_parts();
-    match admit(&parts, shared) {
+    let admitted = match &shared.rate {
+        Some(rate) if !rate.take() => {
+            shared
+                .stats
+                .requests_rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            let encoding = Encoding::from_content_type(parts.headers.get(header::CONTENT_TYPE))
+                .unwrap_or(Encoding::Protobuf);
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                code::RESOURCE_EXHAUSTED,
+                "rate limit of the receiver exceeded (receiver.max_requests_per_second); retry later".into(),
+                encoding,
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(Box::new(resp))
+        }
+        _ => admit(&parts, shared),
+    };
+    match admitted {
         Ok((signal, encoding, gzip)) => receive(signal, encoding, gzip, &parts, body, shared).await,
         Err(resp) => {
             let resp = *resp;

@@ -676,3 +676,105 @@ fn a_receiver_only_instance_takes_no_exports() {
     h.wait_for_log("no `exporter` block", Duration::from_secs(1));
     shutdown(inst);
 }
+
+/// `max_requests_per_second` is a token bucket: a burst beyond it gets 429 with
+/// `Retry-After` (which OTLP clients honour) and the accepted ones are delivered.
+#[test]
+fn the_rate_limit_answers_429_with_retry_after() {
+    let h = TestHost::default();
+    let (inst, addr) = start_receiver(&h, r#", "max_requests_per_second": 2"#);
+    let body = traces_request(vec![("a", vec![span("1", vec![1; 16])])]);
+    let began = std::time::Instant::now();
+    let mut client = RawClient::connect(addr);
+    let codes: Vec<u16> = (0..20)
+        .map(|_| {
+            client
+                .request("POST", "/v1/traces", &[("Content-Type", PROTOBUF)], &body)
+                .status
+        })
+        .collect();
+    let elapsed = began.elapsed().as_secs_f64();
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(ok + limited, 20, "{codes:?}");
+    // At most the burst (2) plus what refilled while sending.
+    assert!(
+        (ok as f64) <= 2.0 + 2.0 * elapsed + 1.0,
+        "{ok} accepted in {elapsed:.2}s: {codes:?}"
+    );
+    assert!(limited > 0, "{codes:?}");
+    let r = client.request("POST", "/v1/logs", &[("Content-Type", JSON)], b"{}");
+    if r.status == 429 {
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("content-type"), Some(JSON));
+        let st: Status = serde_json::from_slice(&r.body).unwrap();
+        assert!(
+            st.message.contains("max_requests_per_second"),
+            "{}",
+            st.message
+        );
+    }
+    assert_eq!(h.take_batches().len(), ok, "every 200 was delivered");
+    shutdown(inst);
+    assert!(
+        h.logs()
+            .iter()
+            .any(|(_, l)| l.contains(&format!("{limited} rate-limited"))
+                || l.contains(&format!("{} rate-limited", limited + 1))),
+        "{:?}",
+        h.logs()
+    );
+}
+
+/// `max_connections`: with three idle connections open, the next is closed
+/// unanswered; once they go, the receiver serves again.
+#[test]
+fn the_connection_limit_closes_extra_connections() {
+    use std::io::Read as _;
+    let h = TestHost::default();
+    let (inst, addr) = start_receiver(&h, r#", "max_connections": 3"#);
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        if buf.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a 4th connection was served"
+        );
+    }
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = traces_request(vec![("a", vec![span("1", vec![1; 16])])]);
+    loop {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(c, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PROTOBUF}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = c.write_all(&body);
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        if buf.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not served again after the idle connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shutdown(inst);
+    assert!(
+        h.logs()
+            .iter()
+            .any(|(_, l)| l.contains("connection(s) over the limit")
+                && !l.contains(" 0 connection(s)")),
+        "{:?}",
+        h.logs()
+    );
+}
