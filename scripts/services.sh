@@ -17,10 +17,17 @@ install() {
   # mosquitto + mosquitto-clients (the MQTT plugin: broker, mosquitto_sub/_pub/_passwd),
   # snmpd + snmp (the SNMP plugin is compared with snmpwalk), clang/llvm/libbpf-dev/
   # bpftool (the eBPF plugin's build compiles its C programs), python3-venv (snmpsim).
+  # influxdb (1.6) + victoria-metrics (the influxdb plugin writes and reads back;
+  # the datadog plugin's series round trip), librdkafka-dev (the kafka plugin links
+  # Debian's librdkafka and tests with its built-in mock cluster), systemd (for
+  # `systemd-analyze verify` of the unit file).
   # PyPI: the official OpenTelemetry Python SDK and protos (they send to the OTLP
-  # receiver and decode what the OTLP exporter sends, independently of our code).
+  # receiver and decode what the OTLP exporter sends, independently of our code);
+  # cryptography + google-auth (verify the gcp plugin's JWTs independently); lz4
+  # (decompress the alibaba plugin's SLS bodies independently).
   need=()
-  for pkg in zlib1g prometheus mosquitto mosquitto-clients snmpd snmp clang llvm libbpf-dev bpftool python3-venv; do
+  for pkg in zlib1g prometheus mosquitto mosquitto-clients snmpd snmp clang llvm libbpf-dev bpftool python3-venv \
+             influxdb victoria-metrics librdkafka-dev pkg-config systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ]; then
@@ -36,8 +43,8 @@ install() {
       echo "== missing Debian packages ${need[*]} and not root: tests needing them will say so and skip" >&2
     fi
   fi
-  py_need=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-proto)
-  if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto' 2>/dev/null; then
+  py_need=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-proto cryptography google-auth lz4)
+  if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto, cryptography, google.auth, lz4.block' 2>/dev/null; then
     echo "== installing Python packages: ${py_need[*]}"
     python3 -m pip install -q "${py_need[@]}" || echo "== pip install failed: OTLP interoperability tests will say so and skip" >&2
   fi

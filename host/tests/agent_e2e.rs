@@ -495,6 +495,38 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         "snmp",
         "mqtt",
         "ebpf",
+        "influxdb",
+        "elasticsearch",
+        "loki",
+        "splunk",
+        "jaeger",
+        "kafka",
+        "datadog",
+        "newrelic",
+        "dynatrace",
+        "instana",
+        "manageengine",
+        "gcp",
+        "azure",
+        "alibaba",
+    ];
+    // The credentials the shipped blocks take from the environment (`${VAR:-}`):
+    // with them unset, validate must name each missing one; with them set, pass.
+    let credentials = [
+        ("DD_API_KEY", "x-dd-key"),
+        ("NEW_RELIC_LICENSE_KEY", "nr-license-key"),
+        ("SPLUNK_HEC_TOKEN", "splunk-token"),
+        ("DYNATRACE_API_TOKEN", "dt0c01.token"),
+        ("DYNATRACE_ENVIRONMENT_ID", "abc12345"),
+        ("GCP_PROJECT_ID", "my-project"),
+        ("INSTANA_AGENT_KEY", "instana-key"),
+        ("SITE24X7_OTLP_ENDPOINT", "https://otel.site24x7.example/"),
+        ("SITE24X7_LICENSE_KEY", "site-key"),
+        ("AZURE_TENANT_ID", "tenant"),
+        ("AZURE_CLIENT_ID", "client"),
+        ("AZURE_CLIENT_SECRET", "client-secret"),
+        ("ALIBABA_ACCESS_KEY_ID", "akid"),
+        ("ALIBABA_ACCESS_KEY_SECRET", "aksecret"),
     ];
     for p in available {
         install(&plugins, &fixture(p), p);
@@ -513,7 +545,8 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
             }
         }
         let enable = available.iter().any(|p| p.replace('_', "-") == current);
-        if enable && line.trim() == "enabled: false" {
+        // Only the block's own switch (sub-blocks have their own `enabled`).
+        if enable && line == "    enabled: false" {
             text.push_str(&line.replace("false", "true"));
         } else {
             text.push_str(line);
@@ -521,18 +554,39 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         text.push('\n');
     }
     assert_eq!(
-        text.matches("enabled: true").count(),
+        text.lines().filter(|l| *l == "    enabled: true").count(),
         available.len(),
         "{text}"
     );
     let cfg = d.join("tfo-agent.yaml");
     fs::write(&cfg, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tfo-agent"))
-        .args(["validate", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tfo-agent"));
+    cmd.args(["validate", "--config"])
         .arg(&cfg)
-        .env("TFO_PLUGIN_DIR", &plugins)
-        .output()
-        .unwrap();
+        .env("TFO_PLUGIN_DIR", &plugins);
+    for (k, _) in credentials {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for block in [
+        "datadog",
+        "newrelic",
+        "splunk",
+        "dynatrace",
+        "gcp",
+        "instana",
+        "manageengine",
+        "azure",
+        "alibaba",
+    ] {
+        assert!(
+            err.contains(&format!("integrations.{block}.")),
+            "no error for the {block} credentials: {err}"
+        );
+    }
+    let out = cmd.envs(credentials).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),

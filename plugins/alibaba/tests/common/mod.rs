@@ -1,0 +1,189 @@
+//! Shared test harness: the plugin through its exported root module, a strict
+//! local HTTPS server standing in for the Alibaba Cloud endpoints, an
+//! independently declared LogGroup message set, a form decoder, and the Python
+//! verifier (`tests/verify.py`) as an independent implementation of the signatures.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    process::{Command, Stdio},
+};
+
+use serde_json::Value;
+use tfo_plugin_api::{
+    __private::abi_stable::std_types::RResult, Batch, CreateError, ExportOk, PluginError,
+    PluginInstanceBox, PluginModRef,
+};
+
+pub use tfo_plugin_api::testing::TestHost;
+
+/// How long a test waits for a request.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// AccessKey pair and STS token of the tests; the secrets must never be logged.
+pub const KEY_ID: &str = "LTAI-test-id";
+/// The AccessKey secret.
+pub const SECRET: &str = "ak-Secret+/=value";
+/// The STS token.
+pub const STS: &str = "sts-token-CAIS-secret";
+
+/// The plugin's root module.
+pub fn module() -> PluginModRef {
+    tfo_plugin_api::plugin_module!(tfo_alibaba)
+}
+
+/// Calls the plugin's `create` as the agent does.
+pub fn create(host: &TestHost, config: &str) -> Result<PluginInstanceBox, CreateError> {
+    tfo_plugin_api::testing::create(module(), host, "alibaba", config)
+}
+
+/// Exports through the FFI entry point.
+pub fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
+    match inst.export(batch) {
+        RResult::ROk(ok) => Ok(ok),
+        RResult::RErr(e) => Err(e),
+    }
+}
+
+/// Credentials part of a config.
+pub fn creds_json(ca_file: &std::path::Path) -> String {
+    format!(
+        r#""access_key_id": "{KEY_ID}", "access_key_secret": {}, "security_token": "{STS}",
+           "ca_file": {}, "timeout": "5s""#,
+        serde_json::to_string(SECRET).unwrap(),
+        serde_json::to_string(ca_file).unwrap()
+    )
+}
+
+/// `LogGroup` as declared in the SLS SDKs' `log_logs.proto`, written again here
+/// (independent of the plugin's declaration).
+pub mod wire {
+    /// Log.Content
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Content {
+        #[prost(string, required, tag = "1")]
+        pub key: String,
+        #[prost(string, required, tag = "2")]
+        pub value: String,
+    }
+    /// Log
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Log {
+        #[prost(uint32, required, tag = "1")]
+        pub time: u32,
+        #[prost(message, repeated, tag = "2")]
+        pub contents: Vec<Content>,
+        #[prost(fixed32, optional, tag = "4")]
+        pub time_ns: Option<u32>,
+    }
+    /// LogTag
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LogTag {
+        #[prost(string, required, tag = "1")]
+        pub key: String,
+        #[prost(string, required, tag = "2")]
+        pub value: String,
+    }
+    /// LogGroup
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LogGroup {
+        #[prost(message, repeated, tag = "1")]
+        pub logs: Vec<Log>,
+        #[prost(string, optional, tag = "2")]
+        pub reserved: Option<String>,
+        #[prost(string, optional, tag = "3")]
+        pub topic: Option<String>,
+        #[prost(string, optional, tag = "4")]
+        pub source: Option<String>,
+        #[prost(string, optional, tag = "5")]
+        pub machine_uuid: Option<String>,
+        #[prost(message, repeated, tag = "6")]
+        pub log_tags: Vec<LogTag>,
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body (own decoder).
+pub fn form(body: &[u8]) -> BTreeMap<String, String> {
+    fn dec(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(h, 16).unwrap());
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    }
+    std::str::from_utf8(body)
+        .unwrap()
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn require_services() -> bool {
+    std::env::var("TFO_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Skips (prints why) or, with TFO_REQUIRE_SERVICES=1, fails.
+pub fn skip(why: &str) {
+    assert!(!require_services(), "TFO_REQUIRE_SERVICES=1 but {why}");
+    println!("SKIPPED part of the test: {why}");
+}
+
+/// Runs `tests/verify.py` with `input`; `None` (after [`skip`]) when python3 is
+/// not available.
+pub fn python(input: &Value) -> Option<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip(&format!(
+                "python3 is not available ({e}): no independent signature check"
+            ));
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "verify.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Asserts no log line and no error holds a secret.
+pub fn assert_no_secrets(host: &TestHost, errors: &[&PluginError], secrets: &[&str]) {
+    let mut texts: Vec<String> = host.logs().into_iter().map(|(_, l)| l).collect();
+    texts.extend(errors.iter().map(|e| e.message.to_string()));
+    for t in &texts {
+        for s in [SECRET, STS].iter().chain(secrets) {
+            assert!(!t.contains(s), "secret {s:?} leaked: {t}");
+        }
+    }
+}
