@@ -20,14 +20,17 @@ install() {
   # influxdb (1.6) + victoria-metrics (the influxdb plugin writes and reads back;
   # the datadog plugin's series round trip), librdkafka-dev (the kafka plugin links
   # Debian's librdkafka and tests with its built-in mock cluster), systemd (for
-  # `systemd-analyze verify` of the unit file).
+  # `systemd-analyze verify` of the unit file), golang-go + govmomi's source
+  # (scripts/vcsim.sh builds vcsim, the vCenter simulator the vmware plugin is
+  # verified against).
   # PyPI: the official OpenTelemetry Python SDK and protos (they send to the OTLP
   # receiver and decode what the OTLP exporter sends, independently of our code);
   # cryptography + google-auth (verify the gcp plugin's JWTs independently); lz4
   # (decompress the alibaba plugin's SLS bodies independently).
   need=()
   for pkg in zlib1g prometheus mosquitto mosquitto-clients snmpd snmp clang llvm libbpf-dev bpftool python3-venv \
-             influxdb victoria-metrics librdkafka-dev pkg-config systemd; do
+             influxdb victoria-metrics librdkafka-dev pkg-config systemd \
+             golang-go golang-github-vmware-govmomi-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ]; then
@@ -48,6 +51,8 @@ install() {
     echo "== installing Python packages: ${py_need[*]}"
     python3 -m pip install -q "${py_need[@]}" || echo "== pip install failed: OTLP interoperability tests will say so and skip" >&2
   fi
+  # vcsim, built offline from Debian's govmomi source (about a minute the first time).
+  scripts/vcsim.sh build || echo "== vcsim not built: the vmware plugin's vcsim tests will say so" >&2
   # snmpsim (a Cisco device recording for the SNMP plugin) refuses to run as root and
   # drops to nobody, who cannot read a Python under /root: give it Debian's Python in
   # its own venv.
@@ -81,6 +86,10 @@ start() {
     launch snmpsim /opt/snmpsim/bin/snmpsim-command-responder --data-dir="$state/snmpsim" \
       --agent-udpv4-endpoint=127.0.0.1:1162 --process-user=nobody --process-group=nogroup
   fi
+  # vcsim (vCenter simulator) on https://127.0.0.1:8989/sdk, user "user", password "pass".
+  if scripts/vcsim.sh build >/dev/null 2>&1; then
+    launch vcsim "$(scripts/vcsim.sh path)" -l 127.0.0.1:8989 -ca-out "$state/vcsim-ca.pem"
+  fi
   status
 }
 
@@ -109,7 +118,7 @@ stop() {
 }
 
 status() {
-  for name in mosquitto snmpd prometheus snmpsim; do
+  for name in mosquitto snmpd prometheus snmpsim vcsim; do
     if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
       echo "$name: running (log $state/$name.log)"
     else

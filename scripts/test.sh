@@ -25,9 +25,13 @@ if [ -z "${TFO_SKIP_LINT:-}" ]; then
   echo "== cargo fmt --check"
   cargo fmt --all -- --check
   cargo fmt --manifest-path sdk-examples/file-exporter/Cargo.toml -- --check
+  cargo fmt --manifest-path sdk-examples/http-poller/Cargo.toml -- --check
+  cargo fmt --manifest-path sdk-examples/http-poller/guide/Cargo.toml -- --check
   echo "== cargo clippy -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
   cargo clippy --manifest-path sdk-examples/file-exporter/Cargo.toml --all-targets -- -D warnings
+  cargo clippy --manifest-path sdk-examples/http-poller/Cargo.toml --all-targets -- -D warnings
+  cargo clippy --manifest-path sdk-examples/http-poller/guide/Cargo.toml --all-targets -- -D warnings
 fi
 
 # --- tests ---------------------------------------------------------------------------
@@ -37,8 +41,13 @@ echo "== tests: workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 echo "== tests: sdk-examples/file-exporter (built as a vendor builds it)"
 cargo test --manifest-path sdk-examples/file-exporter/Cargo.toml 2>&1 | tee -a "$log"
+echo "== tests: sdk-examples/http-poller and its guide example (built as a vendor builds them)"
+cargo test --manifest-path sdk-examples/http-poller/Cargo.toml 2>&1 | tee -a "$log"
+cargo test --manifest-path sdk-examples/http-poller/guide/Cargo.toml 2>&1 | tee -a "$log"
 echo "== tests: packaging (scripts/package.sh on the debug build, checked)"
 scripts/check-package.sh 2>&1 | tee -a "$log"
+echo "== fuzzing: ${TFO_FUZZ_SECONDS:-20} s per target (scripts/fuzz.sh; longer locally)"
+scripts/fuzz.sh "${TFO_FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log"
 # One closing line over every test binary (pipefail already stopped on a failure).
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 echo

@@ -17,11 +17,16 @@
 //!   agent's own config: `500ms`, `10s`, `5m`, `1h`, or a number of seconds).
 //! - `otlp` (cargo feature `otlp`): the agent's data model -> OTLP export requests
 //!   (opentelemetry-proto messages), shared by the plugins that send OTLP.
+//! - `azure_auth` (cargo feature `azure-auth`): Microsoft Entra ID access tokens
+//!   (client credentials or managed identity through IMDS), cached per audience,
+//!   shared by the Azure plugins.
 //! - `testing` (cargo feature `testing`): a strict local HTTP/HTTPS server for
 //!   contract tests, with a generated CA, request recording and scripted answers.
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "azure-auth")]
+pub mod azure_auth;
 pub mod config;
 pub mod http;
 #[cfg(feature = "otlp")]

@@ -632,6 +632,22 @@ fn deliver(signal: Signal, encoding: Encoding, mut converted: Converted, shared:
     }
 }
 
+/// Decodes a request body exactly as the receiver does after admitting it (signal
+/// from the URL path, encoding from the `Content-Type`), without a server: the entry
+/// point of the fuzz target `otlp_decode` (fuzz/).
+pub fn decode_body(
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    codec: &JsonCodec,
+) -> Result<Converted, String> {
+    let signal = Signal::from_path(path).ok_or_else(|| format!("no signal at {path}"))?;
+    let ct = HeaderValue::from_str(content_type).map_err(|e| e.to_string())?;
+    let encoding = Encoding::from_content_type(Some(&ct))
+        .ok_or_else(|| format!("unsupported content type {content_type}"))?;
+    decode(signal, encoding, body, codec)
+}
+
 fn decode(
     signal: Signal,
     encoding: Encoding,
