@@ -8,6 +8,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 profile_flag=()
 [ "${1:-}" = "--release" ] && profile_flag=(--release)
 cargo build --workspace "${profile_flag[@]}"
-for m in fixtures/incompatible-abi sdk-examples/file-exporter sdk-examples/http-poller sdk-examples/http-poller/guide; do
+for m in fixtures/incompatible-abi fixtures/abi-prev-minor fixtures/abi-next-major sdk-examples/file-exporter sdk-examples/http-poller sdk-examples/http-poller/guide; do
   cargo build --manifest-path "$m/Cargo.toml" "${profile_flag[@]}"
 done

@@ -22,7 +22,8 @@ install() {
   # Debian's librdkafka and tests with its built-in mock cluster), systemd (for
   # `systemd-analyze verify` of the unit file), golang-go + govmomi's source
   # (scripts/vcsim.sh builds vcsim, the vCenter simulator the vmware plugin is
-  # verified against).
+  # verified against), mingw-w64 + wine (scripts/windows-check.sh cross-builds the
+  # host and a plugin .dll and runs the load/inspect/swap checks under wine).
   # PyPI: the official OpenTelemetry Python SDK and protos (they send to the OTLP
   # receiver and decode what the OTLP exporter sends, independently of our code);
   # cryptography + google-auth (verify the gcp plugin's JWTs independently); lz4
@@ -30,7 +31,7 @@ install() {
   need=()
   for pkg in zlib1g prometheus mosquitto mosquitto-clients snmpd snmp clang llvm libbpf-dev bpftool python3-venv \
              influxdb victoria-metrics librdkafka-dev pkg-config systemd \
-             golang-go golang-github-vmware-govmomi-dev; do
+             golang-go golang-github-vmware-govmomi-dev mingw-w64 wine wine64 curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ]; then
@@ -50,6 +51,10 @@ install() {
   if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto, cryptography, google.auth, lz4.block' 2>/dev/null; then
     echo "== installing Python packages: ${py_need[*]}"
     python3 -m pip install -q "${py_need[@]}" || echo "== pip install failed: OTLP interoperability tests will say so and skip" >&2
+  fi
+  # The Windows target for the cross-build check (rustup, from the network).
+  if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    rustup target add x86_64-pc-windows-gnu || echo "== rustup target add failed: the Windows check will say so" >&2
   fi
   # vcsim, built offline from Debian's govmomi source (about a minute the first time).
   scripts/vcsim.sh build || echo "== vcsim not built: the vmware plugin's vcsim tests will say so" >&2

@@ -46,6 +46,8 @@ cargo test --manifest-path sdk-examples/http-poller/Cargo.toml 2>&1 | tee -a "$l
 cargo test --manifest-path sdk-examples/http-poller/guide/Cargo.toml 2>&1 | tee -a "$log"
 echo "== tests: packaging (scripts/package.sh on the debug build, checked)"
 scripts/check-package.sh 2>&1 | tee -a "$log"
+echo "== tests: Windows build (x86_64-pc-windows-gnu) under wine"
+scripts/windows-check.sh 2>&1 | tee -a "$log"
 echo "== fuzzing: ${TFO_FUZZ_SECONDS:-20} s per target (scripts/fuzz.sh; longer locally)"
 scripts/fuzz.sh "${TFO_FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log"
 # One closing line over every test binary (pipefail already stopped on a failure).

@@ -1,5 +1,6 @@
 //! The daemon: `tfo-agent run` (until SIGTERM/SIGINT, reloading the config on
-//! SIGHUP and when the file changes), `run --once`, and `validate`.
+//! SIGHUP and when the file changes; on Windows until Ctrl-C/Ctrl-Break/close,
+//! reloading when the file changes), `run --once`, and `validate`.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,14 +19,7 @@ use crate::{
 };
 
 fn system_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    crate::plugin::platform::hostname()
 }
 
 /// Resource attributes the agent adds to everything it collects.
@@ -181,11 +175,11 @@ pub fn run(path: &Path) -> i32 {
     };
     let path = path.to_path_buf();
     rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
+        use crate::plugin::platform::{SignalAction, Signals};
         // Signal handlers first, so an early SIGHUP or SIGTERM is never fatal.
-        let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            _ => {
+        let mut signals = match Signals::install() {
+            Ok(s) => s,
+            Err(_) => {
                 eprintln!("error: cannot install signal handlers");
                 return 1;
             }
@@ -225,9 +219,10 @@ pub fn run(path: &Path) -> i32 {
         let mut current = config;
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => { let _ = reload_tx.send("SIGHUP"); }
+                action = signals.recv() => match action {
+                    SignalAction::Stop => break,
+                    SignalAction::Reload => { let _ = reload_tx.send("SIGHUP"); }
+                },
                 Some(why) = reload_rx.recv() => {
                     // Merge a burst of triggers (editors write files in several steps).
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -293,8 +288,8 @@ async fn reload(
 fn watch_config(
     path: &Path,
     tx: mpsc::UnboundedSender<&'static str>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
+) -> Option<crate::plugin::platform::notify::RecommendedWatcher> {
+    use crate::plugin::platform::notify::{self, RecursiveMode, Watcher};
     let file: PathBuf = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = file.parent()?.to_path_buf();
     let name = file.file_name()?.to_owned();

@@ -112,6 +112,9 @@ pub fn inspect(file: &Path, json: bool) -> i32 {
         println!("description:        {}", d.description);
         println!("plugin-api version: {}", d.plugin_api_version);
         println!("sha256:             {}", r.sha256.as_deref().unwrap_or("-"));
+        if let Some(c) = &r.abi_compatibility {
+            println!("ABI:                {c}");
+        }
         println!("compatible:         yes ({})", r.host_abi);
     }
     if r.compatible {

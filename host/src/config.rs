@@ -64,7 +64,8 @@ pub struct AgentSection {
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsSection {
-    /// Directory of `libtfo_<name>.so` files (relative to the config file).
+    /// Directory of `libtfo_<name>.so` files (`tfo_<name>.dll` on Windows; relative
+    /// to the config file).
     pub dir: PathBuf,
     /// Only load files whose sha256 is listed.
     #[serde(default)]
@@ -174,7 +175,7 @@ impl Default for DiskBufferSection {
 }
 
 fn d_buffer_path() -> PathBuf {
-    PathBuf::from("/var/lib/tfo-agent/buffer")
+    crate::plugin::platform::default_buffer_dir()
 }
 fn d_buffer_bytes() -> u64 {
     256 << 20
@@ -276,7 +277,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m or h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // try_: a huge number is an error, not a panic (found by the `config` fuzz target).
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` using `lookup`; `$${` is a literal `${`.
@@ -600,6 +602,9 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("3 parsecs").is_err());
+        // Regression (fuzz/artifacts: flush_interval: 888888888888888888881s panicked).
+        assert!(parse_duration("888888888888888888881s").is_err());
+        assert!(parse_duration("1e400").is_err());
     }
 
     #[test]
@@ -714,7 +719,7 @@ mod tests {
             "proxmox",
             "vmware",
             "nutanix",
-            "azurearc",
+            "azure-arc",
             "cisco",
             "snmp",
             "mqtt",

@@ -140,7 +140,11 @@ pub async fn check(file: &Path, config: serde_json::Value, deadline: Duration) -
     push(
         "trust",
         true,
-        format!("regular file, safe permissions, sha256 {}", trusted.sha256),
+        format!(
+            "regular file, {}, sha256 {}",
+            crate::plugin::platform::OWNER_RULE,
+            trusted.sha256
+        ),
     );
     let shadow_dir = shadow.path().to_path_buf();
     let lib = match tokio::task::spawn_blocking(move || {

@@ -509,6 +509,11 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         "gcp",
         "azure",
         "alibaba",
+        "cisco",
+        "proxmox",
+        "vmware",
+        "nutanix",
+        "azure_arc",
     ];
     // The credentials the shipped blocks take from the environment (`${VAR:-}`):
     // with them unset, validate must name each missing one; with them set, pass.
@@ -527,6 +532,14 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         ("AZURE_CLIENT_SECRET", "client-secret"),
         ("ALIBABA_ACCESS_KEY_ID", "akid"),
         ("ALIBABA_ACCESS_KEY_SECRET", "aksecret"),
+        (
+            "AZURE_SUBSCRIPTION_ID",
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        ("DNAC_PASSWORD", "dnac-password"),
+        ("NUTANIX_PASSWORD", "nutanix-password"),
+        ("PVE_TOKEN_SECRET", "pve-token-secret"),
+        ("VSPHERE_PASSWORD", "vsphere-password"),
     ];
     for p in available {
         install(&plugins, &fixture(p), p);
@@ -580,6 +593,11 @@ fn the_shipped_config_validates_with_every_available_plugin_enabled() {
         "manageengine",
         "azure",
         "alibaba",
+        "cisco",
+        "proxmox",
+        "vmware",
+        "nutanix",
+        "azure-arc",
     ] {
         assert!(
             err.contains(&format!("integrations.{block}.")),

@@ -14,6 +14,15 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// RSS after returning freed heap memory to the system: on a busy machine many
+/// retirements overlap, the heap's peak grows, and glibc keeps freed pages mapped,
+/// which is peak usage, not a leak.
+fn live_rss_kib() -> u64 {
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe { libc::malloc_trim(0) };
+    rss_kib()
+}
+
 fn mapped_shadow_files(shadow: &std::path::Path) -> Vec<String> {
     let prefix = shadow.to_string_lossy().into_owned();
     let maps = fs::read_to_string("/proc/self/maps").unwrap();
@@ -28,8 +37,21 @@ fn mapped_shadow_files(shadow: &std::path::Path) -> Vec<String> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
+#[test]
+fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
+    // A bounded blocking pool: library loads and instance-thread joins run there, and
+    // on a busy machine an unbounded pool grows to hundreds of threads whose stacks
+    // count in RSS without being a leak (seen: +7 MB once while other builds ran).
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(swaps());
+}
+
+async fn swaps() {
     // One malloc arena: the figure is about libraries and instances that are not
     // freed, not about glibc creating more per-thread arenas when the machine is
     // busy (each new arena adds RSS that is not a leak; seen under load in CI).
@@ -50,7 +72,11 @@ async fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
         mgr.status("counter").unwrap().items_exported == 20
     })
     .await;
-    let before = rss_kib();
+    wait_until(60, "warm-up generations retired", || {
+        mgr.graveyard().unloaded >= 20
+    })
+    .await;
+    let before = live_rss_kib();
     let swaps = 200;
     for i in 20..20 + swaps {
         swap(i);
@@ -65,7 +91,7 @@ async fn two_hundred_alternating_swaps_unmap_everything_and_keep_rss_flat() {
         mgr.graveyard().unloaded >= (20 + swaps) as u64
     })
     .await;
-    let after = rss_kib();
+    let after = live_rss_kib();
     let growth = after as i64 - before as i64;
     let g = mgr.graveyard();
     let mapped = mapped_shadow_files(mgr.shadow_dir());

@@ -1,9 +1,10 @@
 //! # tfo-plugin-api
 //!
-//! The only crate the tfo-agent host and its plugins share. Its version is the ABI
-//! contract: a plugin built against plugin-api `0.y.*` loads in a host speaking
-//! `0.y.*` when the host's minor is not older (abi_stable's rule), and the host checks
-//! every type's layout before it calls any plugin function.
+//! The only crate the tfo-agent host and its plugins share. The binary contract has
+//! its own version, [`ABI_VERSION`] (`major.minor`, docs/abi.md), independent of this
+//! crate's semver: a plugin loads when its ABI major equals the host's and its ABI
+//! minor is not newer, and the host checks every type's layout before it calls any
+//! plugin function.
 //!
 //! It holds:
 //! - [`data`]: the FFI-safe telemetry model (OpenTelemetry-aligned);
@@ -113,8 +114,81 @@ pub const ABI_INFO: &str = concat!(
 /// Name of the exported C function that returns a pointer to [`ABI_INFO`].
 pub const ABI_INFO_SYMBOL: &[u8] = b"tfo_plugin_abi_info\0";
 
-/// Version of this crate, which is the ABI version hosts and plugins compare.
+/// Version of this crate (its Rust API, semver). Shown to users. Its cargo
+/// compatibility class (`0.y`) moves with the ABI major and only with it, because
+/// abi_stable's layout check compares every type's package version with cargo's rule
+/// (docs/abi.md); the host's version rule compares [`ABI_VERSION`].
 pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version of the binary contract between host and plugins (docs/abi.md).
+///
+/// Kept apart from the crate version because they answer different questions: the
+/// crate version says whether plugin *source* still compiles; this says whether a
+/// plugin *binary* still loads. A minor step only appends (a trait method with a
+/// default after `last_prefix_field`, a root-module field after the prefix); a major
+/// step is anything else. The layout of this struct and the symbol that returns it
+/// never change, so any host can read any plugin's ABI version.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AbiVersion {
+    /// Incompatible changes: a plugin loads only in a host with the same major.
+    pub major: u32,
+    /// Appended items: a plugin loads in a host with the same or a newer minor.
+    pub minor: u32,
+}
+
+impl AbiVersion {
+    /// Builds a version.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        AbiVersion { major, minor }
+    }
+
+    /// The loading rule, with `self` the host's version: same major, and the plugin's
+    /// minor not newer than the host's (a newer plugin may need host behaviour this
+    /// host does not have, and its extra trailing items are not checked by it).
+    pub fn accepts(self, plugin: AbiVersion) -> Result<(), AbiMismatch> {
+        if plugin.major != self.major {
+            Err(AbiMismatch::Major)
+        } else if plugin.minor > self.minor {
+            Err(AbiMismatch::NewerMinor)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl std::fmt::Display for AbiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Why [`AbiVersion::accepts`] refused a plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbiMismatch {
+    /// Different major: never loadable; rebuild the plugin against this host's major.
+    Major,
+    /// Same major, newer minor than the host: upgrade the host (or rebuild the plugin
+    /// against an older plugin-api).
+    NewerMinor,
+}
+
+/// This plugin-api's ABI version. 1.0: the first versioned contract; 1.1: appended
+/// `PluginInstance::preview`. Bump the minor when appending, the major (and
+/// [`ABI_MAJOR_VERSION_STRING`]) for anything else (docs/abi.md).
+pub const ABI_VERSION: AbiVersion = AbiVersion::new(1, 1);
+
+/// abi_stable's own version string for the root module: `0.<ABI major>.0`.
+/// abi_stable refuses a library unless, for `0.y.z`, `y` is equal and the host's `z`
+/// is not newer; with `y` = our ABI major and `z` = 0 that is exactly "same major",
+/// a second, independent guard behind the host's [`AbiVersion::accepts`]. Kept in
+/// step with [`ABI_VERSION`] by a test.
+pub const ABI_MAJOR_VERSION_STRING: &str = "0.1.0";
+
+/// Name of the exported C function `extern "C" fn() -> AbiVersion` that reports the
+/// plugin's [`ABI_VERSION`]; read before any abi_stable type is touched, so a plugin
+/// of another major is refused with both versions named and none of its layout read.
+pub const ABI_VERSION_SYMBOL: &[u8] = b"tfo_plugin_abi_version\0";
 
 /// What plugin code needs in scope.
 pub mod prelude {
@@ -125,4 +199,43 @@ pub mod prelude {
     pub use crate::data::*;
     #[cfg(feature = "sdk")]
     pub use crate::sdk::{Context, Plugin};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_stable_version_string_tracks_the_abi_major() {
+        assert_eq!(
+            ABI_MAJOR_VERSION_STRING,
+            format!("0.{}.0", ABI_VERSION.major)
+        );
+    }
+
+    #[test]
+    fn crate_version_class_is_the_abi_major() {
+        // abi_stable's layout check compares the package version of every type with
+        // cargo's rule (0.y: same y), so the crate's 0.y must move with the ABI major
+        // and only with it (docs/abi.md).
+        assert_eq!(env!("CARGO_PKG_VERSION_MAJOR"), "0");
+        assert_eq!(
+            env!("CARGO_PKG_VERSION_MINOR"),
+            ABI_VERSION.major.to_string()
+        );
+    }
+
+    #[test]
+    fn loading_rule() {
+        let host = AbiVersion::new(1, 1);
+        assert_eq!(host.accepts(AbiVersion::new(1, 0)), Ok(()));
+        assert_eq!(host.accepts(AbiVersion::new(1, 1)), Ok(()));
+        assert_eq!(
+            host.accepts(AbiVersion::new(1, 2)),
+            Err(AbiMismatch::NewerMinor)
+        );
+        assert_eq!(host.accepts(AbiVersion::new(2, 0)), Err(AbiMismatch::Major));
+        assert_eq!(host.accepts(AbiVersion::new(0, 1)), Err(AbiMismatch::Major));
+        assert_eq!(AbiVersion::new(2, 0).to_string(), "2.0");
+    }
 }

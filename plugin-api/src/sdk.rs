@@ -474,12 +474,23 @@ macro_rules! export_plugin {
             pub extern "C" fn tfo_plugin_abi_info() -> *const ::std::os::raw::c_char {
                 $crate::ABI_INFO.as_ptr() as *const ::std::os::raw::c_char
             }
+
+            /// ABI version (docs/abi.md), read by the host right after the identity.
+            #[no_mangle]
+            pub extern "C" fn tfo_plugin_abi_version() -> $crate::AbiVersion {
+                $crate::ABI_VERSION
+            }
         };
     };
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn abi_version_symbol_name_matches_the_export() {
+        assert_eq!(crate::ABI_VERSION_SYMBOL, b"tfo_plugin_abi_version\0");
+    }
+
     #[test]
     fn root_module_symbol_name_matches_abi_stable() {
         assert_eq!(

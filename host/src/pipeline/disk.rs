@@ -27,7 +27,6 @@ use std::{
     collections::VecDeque,
     fs::{self, File, OpenOptions},
     io::{self, Read, Write},
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
 
@@ -273,7 +272,7 @@ impl DiskLog {
         let read = || -> io::Result<Vec<u8>> {
             let f = File::open(&seg.path)?;
             let mut buf = vec![0; HEADER + r.len as usize];
-            f.read_exact_at(&mut buf, r.offset)?;
+            crate::plugin::platform::read_exact_at(&f, &mut buf, r.offset)?;
             let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
             if crc32fast::hash(&buf[8..]) != crc {
                 return Err(io::Error::new(
@@ -342,12 +341,18 @@ impl DiskLog {
     }
 }
 
+/// A batch as stored in a record (postcard). Shared by the queue and the fuzz target.
+pub fn encode_batch(batch: &tfo_plugin_api::Batch) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(batch).map_err(|e| e.to_string())
+}
+
+/// The batch of a record; an error (never a panic) for bytes that are not one.
+pub fn decode_batch(bytes: &[u8]) -> Result<tfo_plugin_api::Batch, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable batch: {e}"))
+}
+
 fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    crate::plugin::platform::create_private_dir(dir)
 }
 
 /// Indexes a segment; skips records with a bad checksum and cuts off a torn tail.

@@ -163,7 +163,7 @@ impl SinkQueue {
     /// window is full or behind. Returns the items dropped (the log is full or
     /// cannot be written).
     fn push_disk(&self, g: &mut Inner, mut qb: QueuedBatch) -> u64 {
-        let payload = match postcard::to_stdvec(&*qb.batch) {
+        let payload = match super::disk::encode_batch(&qb.batch) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(instance = %self.status.instance, "disk buffer: cannot encode a batch: {e}");
@@ -210,9 +210,9 @@ impl SinkQueue {
                 return;
             };
             let decoded = read.and_then(|(seq, items, bytes)| {
-                postcard::from_bytes::<Batch>(&bytes)
+                super::disk::decode_batch(&bytes)
                     .map(|b| (seq, items, b))
-                    .map_err(|e| (seq, format!("undecodable batch: {e}")))
+                    .map_err(|e| (seq, e))
             });
             match decoded {
                 Ok((seq, _, batch)) => {

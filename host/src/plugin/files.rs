@@ -1,28 +1,28 @@
 //! Plugin files on disk: which names are plugins, the trust checks a file must pass
-//! before the agent maps it, and a structural ELF check that keeps a truncated or
-//! foreign file from crashing the process inside `dlopen`.
+//! before the agent maps it, and a structural object-file check (ELF on Linux, PE on
+//! Windows) that keeps a truncated or foreign file from crashing the process inside
+//! `dlopen`. What differs per platform lives in [`super::platform`].
 
 use std::{
     collections::HashSet,
     fs,
     io::Read,
-    os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use sha2::{Digest, Sha256};
 
+use super::platform;
+
 /// The platform's plugin file name for `name`: `libtfo_<name>.so` on Linux,
 /// `libtfo_<name>.dylib` on macOS, `tfo_<name>.dll` on Windows.
 pub fn file_name_for(name: &str) -> String {
     let stem = name.replace('-', "_");
-    if cfg!(target_os = "windows") {
-        format!("tfo_{stem}.dll")
-    } else if cfg!(target_os = "macos") {
-        format!("libtfo_{stem}.dylib")
-    } else {
-        format!("libtfo_{stem}.so")
-    }
+    format!(
+        "{}{stem}{}",
+        platform::PLUGIN_FILE_PREFIX,
+        platform::PLUGIN_FILE_SUFFIX
+    )
 }
 
 /// The plugin name a file name announces, or `None` when the file is not a plugin
@@ -31,14 +31,9 @@ pub fn plugin_name_of(file_name: &str) -> Option<String> {
     if file_name.starts_with('.') {
         return None;
     }
-    let (prefix, suffix) = if cfg!(target_os = "windows") {
-        ("tfo_", ".dll")
-    } else if cfg!(target_os = "macos") {
-        ("libtfo_", ".dylib")
-    } else {
-        ("libtfo_", ".so")
-    };
-    let stem = file_name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let stem = file_name
+        .strip_prefix(platform::PLUGIN_FILE_PREFIX)?
+        .strip_suffix(platform::PLUGIN_FILE_SUFFIX)?;
     if stem.is_empty()
         || !stem
             .chars()
@@ -86,9 +81,11 @@ pub struct TrustedFile {
     pub bytes: Vec<u8>,
 }
 
-/// Checks that `path` may be loaded: a regular file (not a symlink), owned by the
-/// agent's user or root, not writable by group or others, and (with an allow-list)
-/// of an allowed sha256. Returns its bytes and hash.
+/// Checks that `path` may be loaded: a regular file (not a symlink), passing the
+/// platform's owner/permission rule ([`platform::check_owner_and_mode`]: on Unix
+/// owned by the agent's user or root and not writable by group or others; none on
+/// Windows), and (with an allow-list) of an allowed sha256. Returns its bytes and
+/// hash.
 pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<TrustedFile, String> {
     let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
     if meta.file_type().is_symlink() {
@@ -97,21 +94,7 @@ pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<Trus
     if !meta.file_type().is_file() {
         return Err("refused: not a regular file".into());
     }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "refused: writable by group or others (mode {:o}); chmod go-w it",
-            mode & 0o7777
-        ));
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(format!(
-            "refused: owned by uid {}, not by the agent's user ({me}) or root",
-            meta.uid()
-        ));
-    }
+    platform::check_owner_and_mode(&meta)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -137,74 +120,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Structural check before `dlopen`: an ELF shared object for this machine whose
-/// segments and section headers lie inside the file. glibc maps segments without
-/// checking them against the file size, and touching a page past the end of a
-/// truncated file kills the process with SIGBUS; this check turns that into an error.
+/// Structural check before the library is mapped ([`platform::check_object_file`]:
+/// ELF on Linux, PE on Windows), after refusing an empty file everywhere.
 pub fn check_shared_object(bytes: &[u8]) -> Result<(), String> {
-    use object::{
-        elf,
-        read::elf::{FileHeader, ProgramHeader},
-        Endianness,
-    };
     if bytes.is_empty() {
         return Err("not a shared library: the file is empty".into());
     }
-    if !cfg!(target_os = "linux") {
-        return Ok(());
-    }
-    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
-        return Err("not a shared library: no ELF header".into());
-    }
-    let header = elf::FileHeader64::<Endianness>::parse(bytes)
-        .map_err(|e| format!("not a 64-bit ELF file for this machine: {e}"))?;
-    let endian = header
-        .endian()
-        .map_err(|e| format!("bad ELF header: {e}"))?;
-    let machine = header.e_machine(endian);
-    let expected = if cfg!(target_arch = "x86_64") {
-        elf::EM_X86_64
-    } else if cfg!(target_arch = "aarch64") {
-        elf::EM_AARCH64
-    } else {
-        machine
-    };
-    if machine != expected {
-        return Err(format!(
-            "built for another CPU architecture (ELF machine {machine}, this host {expected})"
-        ));
-    }
-    if header.e_type(endian) != elf::ET_DYN {
-        return Err("not a shared library (ELF type is not ET_DYN)".into());
-    }
-    let len = bytes.len() as u64;
-    let segments = header
-        .program_headers(endian, bytes)
-        .map_err(|e| format!("truncated or corrupt: {e}"))?;
-    if segments.is_empty() {
-        return Err("corrupt: no program headers".into());
-    }
-    for ph in segments {
-        let end = ph.p_offset(endian).checked_add(ph.p_filesz(endian));
-        if end.is_none_or(|end| end > len) {
-            return Err(format!(
-                "truncated or corrupt: a segment ends at byte {} but the file has {len}",
-                end.map(|e| e.to_string())
-                    .unwrap_or_else(|| "overflow".into())
-            ));
-        }
-    }
-    let shoff = header.e_shoff(endian);
-    let shsize = u64::from(header.e_shentsize(endian)) * u64::from(header.e_shnum(endian));
-    if shoff != 0 && shoff.checked_add(shsize).is_none_or(|end| end > len) {
-        return Err(format!(
-            "truncated or corrupt: section headers end past the file's {len} bytes"
-        ));
-    }
-    Ok(())
+    platform::check_object_file(bytes)
 }
 
-#[cfg(test)]
+/// Linux names and ELF checks; the Windows ones are in `platform.rs`.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! Retired generations: instances are shut down and their threads joined, then each
-//! library whose last user is gone is closed and checked against `/proc/self/maps`.
+//! library whose last user is gone is closed and checked against `/proc/self/maps`
+//! (on Windows against the loader's module list, see `platform::is_mapped`).
 //! What cannot be unloaded safely (a thread that would not end, a mapping that
 //! survived dlclose) is kept, counted and reported, never crashed on.
 

@@ -387,14 +387,7 @@ fn thread_name(instance: &str) -> String {
     s
 }
 
-/// Threads of this process named `name` (from /proc/self/task/*/comm).
+/// Threads of this process named `name` ([`super::platform::threads_named`]).
 fn threads_named(name: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .map(|c| c.trim_end().to_string())
-        .filter(|c| c == name)
-        .collect()
+    super::platform::threads_named(name)
 }

@@ -1,6 +1,7 @@
 //! Loading a plugin library: shadow copy, ABI identity, abi_stable version and layout
 //! checks, and retiring it again (dlclose, then proof from `/proc/self/maps` that it
-//! is gone).
+//! is gone; on Windows `FreeLibrary`, then `GetModuleHandleExW`; see
+//! [`super::platform`]).
 //!
 //! Loading follows DESIGN.md §3/§5: the file is copied to a private directory under a
 //! name derived from its sha256 and a load counter (glibc would hand back an old
@@ -9,12 +10,16 @@
 //! own layout check. The layout check runs with fresh checking globals each time:
 //! abi_stable's process-wide cache keeps references into the checked library, which
 //! would dangle once that library is unloaded.
+//!
+//! Version and layout rules are in docs/abi.md: the plugin's ABI version (symbol
+//! `tfo_plugin_abi_version`) must have the host's major and a minor not newer than the
+//! host's, and the layout check is run with the *plugin* as abi_stable's "interface"
+//! and the host as its "implementation", because abi_stable lets only the interface
+//! side have fewer trailing prefix-type fields (methods appended in a later minor).
 
 use std::{
     ffi::CStr,
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -25,9 +30,15 @@ use abi_stable::{
     StableAbi,
 };
 use serde::Serialize;
-use tfo_plugin_api::{DataTypes, PluginKind, PluginModRef, ABI_INFO, ABI_INFO_SYMBOL};
+use tfo_plugin_api::{
+    AbiMismatch, AbiVersion, DataTypes, PluginKind, PluginModRef, ABI_INFO, ABI_INFO_SYMBOL,
+    ABI_VERSION, ABI_VERSION_SYMBOL,
+};
 
-use super::files::{self, TrustedFile};
+use super::{
+    files::{self, TrustedFile},
+    platform,
+};
 
 /// A plugin's descriptor, copied into host memory.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -66,15 +77,19 @@ pub struct LoadedLibrary {
     pub shadow_path: PathBuf,
     /// The ABI identity string the plugin exported.
     pub abi_info: String,
+    /// The ABI version the plugin exported; `None` for a library built before
+    /// plugin-api exported one (treated as 1.0, see [`plugin_abi_version`]).
+    pub abi_version: Option<AbiVersion>,
     module: PluginModRef,
     raw: Option<Handles>,
 }
 
 /// The two references the host holds on a library: abi_stable's handle, and our
-/// own `dlopen` with explicit flags (see [`set_bind_now`]) on the same mapping.
+/// own `dlopen` with explicit flags (see [`set_bind_now`]) on the same mapping (none
+/// on Windows: [`platform::FlagsHandle`]).
 struct Handles {
     _abi: RawLibrary,
-    _flags: libloading::os::unix::Library,
+    _flags: platform::FlagsHandle,
 }
 
 impl std::fmt::Debug for LoadedLibrary {
@@ -125,19 +140,15 @@ impl Drop for LoadedLibrary {
 pub struct UnloadOutcome {
     /// The shadow copy that was mapped.
     pub shadow_path: PathBuf,
-    /// True when the file is still in `/proc/self/maps` after dlclose (something
-    /// still pins it, e.g. a thread-local destructor of a thread that never ended).
+    /// True when the file is still in `/proc/self/maps` after dlclose (on Windows:
+    /// still a loaded module after `FreeLibrary`), because something still pins it,
+    /// e.g. a thread-local destructor of a thread that never ended.
     pub still_mapped: bool,
 }
 
-/// True when `path` appears in this process's memory maps.
+/// True when `path` is still loaded in this process ([`platform::is_mapped`]).
 pub fn is_mapped(path: &Path) -> bool {
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
-        return false;
-    };
-    let needle = path.to_string_lossy();
-    maps.lines()
-        .any(|l| l.split_whitespace().nth(5).is_some_and(|p| p == needle))
+    platform::is_mapped(path)
 }
 
 /// Why a file could not be loaded, in one line.
@@ -158,7 +169,8 @@ static BIND_NOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 /// commands (`plugins inspect|list|check`) use it. The daemon does not: measured here
 /// (glibc 2.36), each `RTLD_NOW` load of a Rust plugin left about 35 KiB that unload
 /// did not return (RSS +6.9 MB over 200 swaps, against +72 KiB lazily), which an
-/// agent that hot-swaps for months cannot afford.
+/// agent that hot-swaps for months cannot afford. Windows has no lazy binding: there
+/// this has no effect.
 pub fn set_bind_now(on: bool) {
     BIND_NOW.store(on, Ordering::Relaxed);
 }
@@ -166,6 +178,40 @@ pub fn set_bind_now(on: bool) {
 /// The host's own ABI identity (without the trailing NUL).
 pub fn host_abi_info() -> &'static str {
     ABI_INFO.trim_end_matches('\0')
+}
+
+/// The ABI version a plugin is judged by: the one it exports, or 1.0 for a library
+/// built before plugin-api exported `tfo_plugin_abi_version` (plugin-api 0.1.0 builds
+/// of that time; the layout check still decides whether it really fits).
+pub fn plugin_abi_version(exported: Option<AbiVersion>) -> AbiVersion {
+    exported.unwrap_or(AbiVersion::new(1, 0))
+}
+
+/// The version rule in words: `Ok` with how the plugin relates to this host, or the
+/// reason it is refused, naming both ABI versions.
+pub fn abi_version_verdict(exported: Option<AbiVersion>) -> Result<String, String> {
+    let host = ABI_VERSION;
+    let plugin = plugin_abi_version(exported);
+    let shown = match exported {
+        Some(v) => format!("plugin ABI {v}"),
+        None => "plugin ABI 1.0 (assumed: it exports no ABI version)".to_string(),
+    };
+    match host.accepts(plugin) {
+        Ok(()) if plugin == host => Ok(format!("{shown}, host ABI {host}: same version")),
+        Ok(()) => Ok(format!(
+            "{shown}, host ABI {host}: older minor of the same major, accepted"
+        )),
+        Err(AbiMismatch::Major) => Err(format!(
+            "{shown}, host ABI {host}: a different ABI major is never compatible; \
+             rebuild the plugin against a tfo-plugin-api with ABI {}.x (x <= {})",
+            host.major, host.minor
+        )),
+        Err(AbiMismatch::NewerMinor) => Err(format!(
+            "{shown}, host ABI {host}: the plugin is newer than this host; \
+             upgrade tfo-agent to one speaking ABI {plugin} or later, or rebuild the \
+             plugin against ABI {host} or older"
+        )),
+    }
 }
 
 /// Copies a trusted file into `shadow_dir` and loads it with every check.
@@ -177,15 +223,19 @@ pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, Load
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("plugin");
-    let shadow_path = shadow_dir.join(format!("{stem}-{}-{n}.so", &file.sha256[..16]));
-    write_private(&shadow_path, &file.bytes).map_err(|e| {
+    let shadow_path = shadow_dir.join(format!(
+        "{stem}-{}-{n}{}",
+        &file.sha256[..16],
+        platform::PLUGIN_FILE_SUFFIX
+    ));
+    platform::write_private(&shadow_path, &file.bytes).map_err(|e| {
         LoadError(format!(
             "cannot write shadow copy {}: {e}",
             shadow_path.display()
         ))
     })?;
     match load_shadow(&shadow_path) {
-        Ok((raw, module, abi_info)) => {
+        Ok((raw, module, abi_info, abi_version)) => {
             let descriptor = read_descriptor(module);
             Ok(LoadedLibrary {
                 descriptor,
@@ -193,6 +243,7 @@ pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, Load
                 source_path: file.path.clone(),
                 shadow_path,
                 abi_info,
+                abi_version,
                 module,
                 raw: Some(raw),
             })
@@ -220,26 +271,13 @@ pub fn load_on_fresh_thread(
         .map_err(|_| LoadError("the loader thread panicked".into()))?
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o500)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
+type Loaded = (Handles, PluginModRef, String, Option<AbiVersion>);
 
-fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError> {
+fn load_shadow(path: &Path) -> Result<Loaded, LoadError> {
     // SAFETY: loading runs the library's initialisers; the file passed the trust and
-    // ELF checks, which is all the host can know before running its code.
-    let bind = if BIND_NOW.load(Ordering::Relaxed) {
-        libc::RTLD_NOW
-    } else {
-        libc::RTLD_LAZY
-    };
-    let now = unsafe { libloading::os::unix::Library::open(Some(path), bind | libc::RTLD_LOCAL) }
-        .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
+    // object-file checks, which is all the host can know before running its code.
+    let now = unsafe { platform::open_with_flags(path, BIND_NOW.load(Ordering::Relaxed)) }
+        .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e))))?;
     let raw = RawLibrary::load_at(path)
         .map_err(|e| LoadError(format!("cannot load: {}", first_line(&e.to_string()))))?;
     // 1. Our identity symbol, read without touching any abi_stable type.
@@ -263,17 +301,35 @@ fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError
             host_abi_info()
         ))
     };
-    // 2. abi_stable's own header (its version, C ABI self-tests).
+    // 2. Our ABI version, also read without touching any abi_stable type: a plugin
+    //    of another major (or a newer minor) is refused here, before its layout is
+    //    read, with both versions in the message.
+    let abi_version = unsafe {
+        raw.get::<extern "C" fn() -> AbiVersion>(ABI_VERSION_SYMBOL)
+            .ok()
+            .map(|sym| sym())
+    };
+    abi_version_verdict(abi_version).map_err(|e| incompatible(&e))?;
+    // 3. abi_stable's own header (its version, C ABI self-tests).
     let header = unsafe { abi_header_from_raw_library(&raw) }
         .map_err(|e| incompatible(&first_line(&e.to_string())))?
         .upgrade()
         .map_err(|e| incompatible(&first_line(&e.to_string())))?;
-    // 3. Layout of the whole root module type tree, with throw-away globals.
+    // 4. Layout of the whole root module type tree, with throw-away globals. The
+    //    plugin is passed as abi_stable's "interface" (expected) and the host as the
+    //    "implementation" (found): abi_stable accepts a prefix type (the root
+    //    module, the trait-object vtables) whose interface side has FEWER fields
+    //    after `last_prefix_field` than the implementation side, and refuses the
+    //    reverse (`too many fields`). The version rule above guarantees the plugin
+    //    is the older side, so this lets a plugin built before a method was
+    //    appended load; everything else (prefix length, every field and type,
+    //    sizes, package versions) must match either way. Why the missing entries
+    //    are safe to be missing: docs/abi.md.
     if let IsLayoutChecked::Yes(layout) = header.root_mod_consts().layout() {
         let globals = CheckingGlobals::new();
         check_layout_compatibility_with_globals(
-            <PluginModRef as StableAbi>::LAYOUT,
             layout,
+            <PluginModRef as StableAbi>::LAYOUT,
             &globals,
         )
         .map_err(|e| {
@@ -285,7 +341,8 @@ fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError
     } else {
         return Err(incompatible("the library carries no layout information"));
     }
-    // 4. plugin-api version rule, then the module itself.
+    // 5. abi_stable's version rule (its strings are `0.<ABI major>.0`, so this is
+    //    "same ABI major" again), then the module itself.
     let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
         .map_err(|e| incompatible(&first_line(&e.to_string())))?;
     let _ = <PluginModRef as RootModule>::NAME;
@@ -296,6 +353,7 @@ fn load_shadow(path: &Path) -> Result<(Handles, PluginModRef, String), LoadError
         },
         module,
         abi_info,
+        abi_version,
     ))
 }
 
@@ -308,8 +366,9 @@ fn first_line(s: &str) -> String {
 }
 
 /// abi_stable prints the whole mismatching type tree; keep the offending type and
-/// each error with its expected and found values, e.g.
-/// `type Metric: incompatible type size (expected 136, found 144)`.
+/// each error with the plugin's and the host's values (abi_stable's "expected" is the
+/// plugin, "found" the host, see step 4 of `load_shadow`), e.g.
+/// `layout of type Metric differs: incompatible type size (plugin 144, host 136)`.
 fn summarize_layout_error(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).collect();
     let first_err = lines
@@ -332,7 +391,7 @@ fn summarize_layout_error(s: &str) -> String {
             let expected = lines.get(i + 2).copied().unwrap_or("");
             let found = lines.get(i + 4).copied().unwrap_or("");
             if lines.get(i + 1) == Some(&"Expected:") && lines.get(i + 3) == Some(&"Found:") {
-                errs.push(format!("{e} (expected {expected}, found {found})"));
+                errs.push(format!("{e} (plugin {expected}, host {found})"));
             } else {
                 errs.push(e.to_string());
             }
@@ -377,8 +436,14 @@ pub struct Inspection {
     pub descriptor: Option<Descriptor>,
     /// What the plugin says it was built against.
     pub abi_info: Option<String>,
-    /// What this host speaks.
-    pub host_abi: &'static str,
+    /// The plugin's ABI version (`1.0` when it exports none), when readable.
+    pub abi_version: Option<String>,
+    /// How the plugin's ABI version relates to the host's, in one line (also when
+    /// a later check refused it), e.g. `plugin ABI 1.0, host ABI 1.1: older minor
+    /// of the same major, accepted`.
+    pub abi_compatibility: Option<String>,
+    /// What this host speaks: its identity and ABI version.
+    pub host_abi: String,
 }
 
 /// Loads `path` into a scratch shadow directory, reads its descriptor, and unloads
@@ -391,7 +456,9 @@ pub fn inspect(path: &Path, shadow_dir: &Path, trust_checks: bool) -> Inspection
         reason: None,
         descriptor: None,
         abi_info: None,
-        host_abi: host_abi_info(),
+        abi_version: None,
+        abi_compatibility: None,
+        host_abi: format!("{}, ABI {}", host_abi_info(), ABI_VERSION),
     };
     let trusted = if trust_checks {
         files::trust(path, None)
@@ -417,9 +484,52 @@ pub fn inspect(path: &Path, shadow_dir: &Path, trust_checks: bool) -> Inspection
             out.compatible = true;
             out.descriptor = Some(lib.descriptor.clone());
             out.abi_info = Some(lib.abi_info.clone());
+            out.abi_version = Some(plugin_abi_version(lib.abi_version).to_string());
+            out.abi_compatibility = abi_version_verdict(lib.abi_version).ok();
             lib.unload();
         }
         Err(e) => out.reason = Some(e.0),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_verdicts_name_both_versions() {
+        let h = ABI_VERSION;
+        let same = abi_version_verdict(Some(h)).unwrap();
+        assert_eq!(same, format!("plugin ABI {h}, host ABI {h}: same version"));
+        let major = abi_version_verdict(Some(AbiVersion::new(h.major + 1, 0))).unwrap_err();
+        assert!(
+            major.starts_with(&format!("plugin ABI {}.0, host ABI {h}: ", h.major + 1)),
+            "{major}"
+        );
+        assert!(major.contains("different ABI major"), "{major}");
+        let newer = abi_version_verdict(Some(AbiVersion::new(h.major, h.minor + 1))).unwrap_err();
+        assert!(newer.contains("newer than this host"), "{newer}");
+        if h.minor > 0 {
+            let older = abi_version_verdict(Some(AbiVersion::new(h.major, 0))).unwrap();
+            assert!(older.ends_with("older minor of the same major, accepted"));
+        }
+        // Built before the symbol existed: judged as 1.0, said so.
+        let unversioned = abi_version_verdict(None);
+        assert_eq!(
+            h.accepts(AbiVersion::new(1, 0)).is_ok(),
+            unversioned.is_ok()
+        );
+        let text = unversioned.unwrap_or_else(|e| e);
+        assert!(text.starts_with("plugin ABI 1.0 (assumed"), "{text}");
+    }
+
+    #[test]
+    fn layout_summary_labels_plugin_and_host() {
+        let raw = "Layout of expected type:\n type:Metric\nError:incompatible type size\nExpected:\n144\nFound:\n136\n";
+        assert_eq!(
+            summarize_layout_error(raw),
+            "layout of type Metric differs: incompatible type size (plugin 144, host 136)"
+        );
+    }
 }

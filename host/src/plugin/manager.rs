@@ -41,7 +41,7 @@ use crate::{
 /// How the manager behaves; the agent config fills it in.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
-    /// Directory holding `libtfo_<name>.so` files.
+    /// Directory holding `libtfo_<name>.so` files (`tfo_<name>.dll` on Windows).
     pub plugin_dir: PathBuf,
     /// Where the private shadow directory is created (a fresh 0700 subdirectory).
     pub shadow_base: PathBuf,
@@ -1061,7 +1061,7 @@ impl PluginManager {
     }
 
     fn spawn_watcher(&self) -> Result<(), String> {
-        use notify::{RecursiveMode, Watcher};
+        use super::platform::notify::{self, RecursiveMode, Watcher};
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev {

@@ -7,3 +7,4 @@ pub mod host_services;
 pub mod instance;
 pub mod library;
 pub mod manager;
+pub mod platform;
