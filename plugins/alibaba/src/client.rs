@@ -39,7 +39,7 @@ use serde::Deserialize;
 use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
     http::{HttpClient, Method, Request, Response},
-    otlp, retry,
+    otlp, otlp_http, retry,
 };
 
 use crate::{
@@ -421,10 +421,7 @@ impl AlibabaClient {
     }
 
     async fn post_traces(&self, arms: &ArmsTarget, body: Vec<u8>) -> Result<Response, PluginError> {
-        let mut req = Request::new(Method::POST, arms.url.expose())
-            .header("Content-Type", "application/x-protobuf")
-            .body(body)
-            .gzip(arms.gzip);
+        let mut req = otlp_http::protobuf_request(arms.url.expose(), body, arms.gzip);
         if let Some(t) = &arms.token {
             req = req.header("Authentication", t.expose());
         }

@@ -29,27 +29,8 @@ pub const DEFAULT_LOGSTORE: &str = "telemetryflow-logs";
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A secret (AccessKey secret, STS token, tracing token): `Debug` prints `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The value, for the one place that must use it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A credential: compared and used, never printed (the shared type).
+pub use tfo_plugin_common::secret::Secret;
 
 /// Configuration of one alibaba instance.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

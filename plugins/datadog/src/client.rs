@@ -48,8 +48,6 @@
 //! leak it into the agent's log.
 
 use std::{
-    collections::{hash_map::DefaultHasher, HashSet, VecDeque},
-    hash::{Hash, Hasher},
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -57,16 +55,13 @@ use std::{
 use serde_json::Value;
 use tfo_plugin_api::{AnyValue, Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
+    chunk::{self, deliver, Dropped, Failure, Frame, Limits, Packer, Payload, Resume},
     http::{gzip, ClientOptions, HttpClient, Method, Request, Response},
-    otlp::{
-        self, opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        prost::Message as _,
-    },
-    retry,
+    otlp::{self, prost::Message as _},
+    otlp_http, retry,
 };
 
 use crate::{
-    chunk::{Dropped, Frame, Limits, Packer, Payload},
     config::{Compression, Config},
     encode,
 };
@@ -107,22 +102,8 @@ pub enum Signal {
     Traces,
 }
 
-/// One request to make.
-#[derive(Debug, Clone)]
-struct Job {
-    signal: Signal,
-    payload: Payload,
-}
-
-/// What sending one payload came to, beyond success.
-enum Failure {
-    /// 413: split and resend.
-    TooLarge(String),
-    /// This payload is refused for good; go on with the others.
-    Rejected(String),
-    /// Stop the export with this error.
-    Stop(PluginError),
-}
+/// One request to make (a payload and its signal).
+type Job = chunk::Job<Signal>;
 
 /// The requests of one batch.
 struct Plan {
@@ -133,18 +114,13 @@ struct Plan {
 }
 
 /// A batch of which some payloads were delivered before a retryable failure.
-struct Resume {
-    batch: Batch,
-    delivered: HashSet<u64>,
-}
-
 /// The Datadog exporter of one instance.
 pub struct Exporter {
     client: HttpClient,
     cfg: Config,
     series: Packer,
     logs: Packer,
-    resume: Mutex<Option<Resume>>,
+    resume: Resume,
     last_problem: Mutex<Option<String>>,
     auth_refused: Mutex<bool>,
 }
@@ -181,7 +157,7 @@ impl Exporter {
                 gzip,
             },
             cfg,
-            resume: Mutex::new(None),
+            resume: Resume::default(),
             last_problem: Mutex::new(None),
             auth_refused: Mutex::new(false),
         })
@@ -346,63 +322,17 @@ impl Exporter {
             tracing::warn!("datadog: {} item(s) not sent: {}", d.items, d.reason);
             rejected_msgs.push(d.reason.clone());
         }
-        let mut delivered = self.take_resume(batch);
-        let mut accepted = 0u64;
-        let mut queue: VecDeque<Job> = plan.jobs.into();
-        while let Some(job) = queue.pop_front() {
-            let h = fingerprint(&job);
-            if delivered.contains(&h) {
-                accepted += job.payload.items;
-                continue;
-            }
-            match self.send(&job).await {
-                Ok(()) => {
-                    delivered.insert(h);
-                    accepted += job.payload.items;
-                }
-                Err(Failure::TooLarge(msg)) => {
-                    let items = job.payload.items;
-                    let split = match self.packer(job.signal) {
-                        Some(p) => p.split(job.payload).map_err(PluginError::permanent)?,
-                        None => None,
-                    };
-                    match split {
-                        Some((parts, dropped)) => {
-                            tracing::info!(
-                                "datadog: payload too large for the backend, sending it in halves"
-                            );
-                            for d in dropped {
-                                rejected_msgs.push(d.reason);
-                            }
-                            for p in parts.into_iter().rev() {
-                                queue.push_front(Job {
-                                    signal: job.signal,
-                                    payload: p,
-                                });
-                            }
-                        }
-                        None => {
-                            tracing::warn!("datadog: {items} item(s) refused as too large: {msg}");
-                            rejected_msgs.push(msg);
-                        }
-                    }
-                }
-                Err(Failure::Rejected(msg)) => {
-                    tracing::warn!("datadog: {} item(s) refused: {msg}", job.payload.items);
-                    rejected_msgs.push(msg);
-                }
-                Err(Failure::Stop(mut e)) => {
-                    e.accepted = accepted;
-                    if e.kind == ErrorKind::Retryable && !delivered.is_empty() {
-                        *self.resume.lock().unwrap_or_else(|e| e.into_inner()) = Some(Resume {
-                            batch: batch.clone(),
-                            delivered,
-                        });
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let delivery = deliver(
+            "datadog",
+            batch,
+            plan.jobs,
+            &self.resume,
+            |s| self.packer(s),
+            async |job: &Job| self.send(job).await,
+        )
+        .await?;
+        let accepted = delivery.accepted;
+        rejected_msgs.extend(delivery.rejected);
         *self.auth_refused.lock().unwrap_or_else(|e| e.into_inner()) = false;
         if let Some(last) = rejected_msgs.last() {
             self.set_problem(last.clone());
@@ -414,15 +344,6 @@ impl Exporter {
             }
         }
         Ok(ExportOk { accepted })
-    }
-
-    /// What was delivered of `batch` before, if it is the batch that failed last.
-    fn take_resume(&self, batch: &Batch) -> HashSet<u64> {
-        let resume = self.resume.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match resume {
-            Some(r) if r.batch == *batch => r.delivered,
-            _ => HashSet::new(),
-        }
     }
 
     /// The request bodies `export` would send, as text (`tfo-agent run --once`).
@@ -542,21 +463,21 @@ impl Exporter {
     fn traces_answer(&self, resp: &Response, url: &str, items: u64) -> Result<(), Failure> {
         match retry::classify(resp) {
             Ok(()) => {
-                if let Ok(r) = ExportTraceServiceResponse::decode(&resp.body[..]) {
-                    if let Some(p) = r.partial_success.filter(|p| p.rejected_spans > 0) {
-                        let msg = self.redact(&format!(
-                            "{url}: the Datadog Agent rejected {} of {items} span(s): {}",
-                            p.rejected_spans, p.error_message
-                        ));
-                        tracing::warn!("datadog: {msg}");
-                        self.set_problem(msg);
-                    }
+                let (rejected, message) =
+                    otlp_http::partial_success(otlp_http::Signal::Traces, resp);
+                if rejected > 0 {
+                    let msg = self.redact(&format!(
+                        "{url}: the Datadog Agent rejected {rejected} of {items} span(s): {message}"
+                    ));
+                    tracing::warn!("datadog: {msg}");
+                    self.set_problem(msg);
                 }
                 Ok(())
             }
-            Err(mut e) => {
+            Err(e) => {
+                let mut e = otlp_http::narrow(e, resp);
                 e.message = self.redact(&format!("{url}: {}", e.message)).into();
-                if matches!(resp.status, 429 | 502 | 503 | 504) {
+                if e.kind == ErrorKind::Retryable {
                     Err(Failure::Stop(e))
                 } else {
                     Err(Failure::Rejected(e.message.to_string()))
@@ -571,13 +492,6 @@ pub fn rate_limit_reset_ms(resp: &Response) -> Option<u64> {
     let v = resp.headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
     let secs: u64 = v.parse().ok()?;
     Some(secs.saturating_mul(1000))
-}
-
-fn fingerprint(job: &Job) -> u64 {
-    let mut h = DefaultHasher::new();
-    job.signal.hash(&mut h);
-    job.payload.body.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

@@ -68,31 +68,8 @@ const SITE_ALIASES: [(&str, &str); 9] = [
     ("us2-fed", "us2.ddog-gov.com"),
 ];
 
-/// A credential: compared and used, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value (tests, programmatic configs).
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    /// The value, for the one place that puts it in a header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// True when empty or only whitespace.
-    pub fn is_blank(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A credential: compared and used, never printed (the shared type).
+pub use tfo_plugin_common::secret::Secret;
 
 /// Which metrics API the series are posted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -322,22 +299,8 @@ fn http_value_invalid(v: &str) -> bool {
     v.bytes().any(|b| !(0x21..=0x7e).contains(&b))
 }
 
-/// An absolute `http://` or `https://` URL with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let u = url.trim();
-    if u.is_empty() {
-        return Err("must not be empty".into());
-    }
-    let uri: http::Uri = u.parse().map_err(|e| format!("{u:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(format!("{u:?} must start with http:// or https://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{u:?} has no host"));
-    }
-    Ok(())
-}
+/// An absolute `http://` or `https://` URL with a host (the shared check).
+pub use tfo_plugin_common::endpoint::check_url;
 
 #[cfg(test)]
 mod tests {

@@ -51,10 +51,9 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 use tfo_plugin_api::{AnyValue, Batch, KeyValue, LogRecord, MetricKind, PointValue, Temporality};
 
-use crate::{
-    chunk::Entry,
-    config::{ApiVersion, Config},
-};
+use tfo_plugin_common::chunk::Entry;
+
+use crate::config::{ApiVersion, Config};
 
 /// Longest log message sent (Datadog: "Maximum size for a single log: 1MB").
 pub const MAX_MESSAGE_BYTES: usize = 1_000_000;
@@ -597,7 +596,7 @@ mod tests {
         let (s, skipped) = series(&b, &t, 0);
         assert_eq!(skipped, 0);
         let body: Value = serde_json::from_slice(
-            &crate::chunk::Packer {
+            &tfo_plugin_common::chunk::Packer {
                 frame: crate::client::series_frame(),
                 limits: crate::client::SERIES_LIMITS,
                 gzip: false,

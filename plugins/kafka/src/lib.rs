@@ -9,7 +9,7 @@
 //!   librdkafka's own check of every property) and the librdkafka properties;
 //! - [`encode`]: batch -> records (OTLP protobuf by default, OTLP/JSON or plain
 //!   JSON), keyed by metric name / trace id, split so no record exceeds
-//!   `max_message_bytes`; [`otlp_json`]: the OTLP/JSON mapping;
+//!   `max_message_bytes`; `tfo_plugin_common::otlp_json`: the OTLP/JSON mapping (shared with the otlp plugin);
 //! - [`client`]: the producer, delivery reports -> export result (retryable or
 //!   permanent).
 //!
@@ -29,7 +29,6 @@
 pub mod client;
 pub mod config;
 pub mod encode;
-pub mod otlp_json;
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -240,7 +239,7 @@ fn protobuf_as_json(r: &encode::Record) -> String {
         trace::v1::ExportTraceServiceRequest,
     };
     use prost::Message as _;
-    let json = match otlp_json::OtlpJson::new() {
+    let json = match tfo_plugin_common::otlp_json::JsonCodec::new() {
         Ok(j) => j,
         Err(e) => return format!("(protobuf, {} bytes: {e})", r.payload.len()),
     };

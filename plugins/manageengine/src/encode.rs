@@ -10,14 +10,7 @@
 //! (host metrics from the agent) gets `service_name` when it is configured.
 
 use tfo_plugin_api::Batch;
-use tfo_plugin_common::otlp::{
-    self,
-    opentelemetry_proto::tonic::{
-        common::v1::{any_value, AnyValue as OtlpAnyValue, KeyValue as OtlpKeyValue},
-        resource::v1::Resource as OtlpResource,
-    },
-    prost::Message as _,
-};
+use tfo_plugin_common::otlp::{self, prost::Message as _};
 
 use crate::config::Signal;
 
@@ -32,46 +25,9 @@ pub struct Outgoing {
     pub items: u64,
 }
 
-/// Attributes added to each resource when the batch lacks that key.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResourceExtras {
-    /// `(key, value)` pairs in order.
-    pub attributes: Vec<(String, String)>,
-}
-
-impl ResourceExtras {
-    /// From the config's `service_name` and `tags`.
-    pub fn new<'a>(
-        service_name: Option<&str>,
-        tags: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Self {
-        let mut attributes = Vec::new();
-        if let Some(s) = service_name {
-            attributes.push(("service.name".to_string(), s.to_string()));
-        }
-        for (k, v) in tags {
-            if !attributes.iter().any(|(x, _)| x == k) {
-                attributes.push((k.clone(), v.clone()));
-            }
-        }
-        ResourceExtras { attributes }
-    }
-
-    fn apply(&self, resource: &mut Option<OtlpResource>) {
-        let r = resource.get_or_insert_with(Default::default);
-        for (k, v) in &self.attributes {
-            if !r.attributes.iter().any(|kv| &kv.key == k) {
-                r.attributes.push(OtlpKeyValue {
-                    key: k.clone(),
-                    value: Some(OtlpAnyValue {
-                        value: Some(any_value::Value::StringValue(v.clone())),
-                    }),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-}
+/// The configured `service.name` and tags added to each resource that lacks them
+/// (shared with the other OTLP sinks).
+pub use tfo_plugin_common::otlp_resource::ResourceExtras;
 
 /// The requests for `batch` (configured signals it holds; spans are never
 /// sent), and the number of metric points the OTLP encoder could not express.

@@ -39,8 +39,6 @@
 //! through [`Exporter::redact`].
 
 use std::{
-    collections::{hash_map::DefaultHasher, HashSet, VecDeque},
-    hash::{Hash, Hasher},
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -48,12 +46,12 @@ use std::{
 use serde_json::Value;
 use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
+    chunk::{self, deliver, Failure, Limits, Packer, Resume},
     http::{ClientOptions, HttpClient, Method, Request, Response},
     retry,
 };
 
 use crate::{
-    chunk::{Limits, Packer, Payload},
     config::{Compression, Config},
     encode,
 };
@@ -82,36 +80,22 @@ impl Signal {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Job {
-    signal: Signal,
-    payload: Payload,
-}
-
-enum Failure {
-    TooLarge(String),
-    Rejected(String),
-    Stop(PluginError),
-}
+/// One request to make (a payload and its signal).
+type Job = chunk::Job<Signal>;
 
 struct Plan {
     jobs: Vec<Job>,
     packers: [Packer; 3],
-    dropped: Vec<crate::chunk::Dropped>,
+    dropped: Vec<tfo_plugin_common::chunk::Dropped>,
     skipped_points: u64,
     ignored: u64,
-}
-
-struct Resume {
-    batch: Batch,
-    delivered: HashSet<u64>,
 }
 
 /// The New Relic exporter of one instance.
 pub struct Exporter {
     client: HttpClient,
     cfg: Config,
-    resume: Mutex<Option<Resume>>,
+    resume: Resume,
     last_problem: Mutex<Option<String>>,
     auth_refused: Mutex<bool>,
 }
@@ -136,7 +120,7 @@ impl Exporter {
         Ok(Exporter {
             client,
             cfg,
-            resume: Mutex::new(None),
+            resume: Resume::default(),
             last_problem: Mutex::new(None),
             auth_refused: Mutex::new(false),
         })
@@ -252,60 +236,17 @@ impl Exporter {
             tracing::warn!("newrelic: {} item(s) not sent: {}", d.items, d.reason);
             rejected.push(d.reason.clone());
         }
-        let mut delivered = self.take_resume(batch);
-        let mut accepted = 0u64;
-        let mut queue: VecDeque<Job> = plan.jobs.into();
-        while let Some(job) = queue.pop_front() {
-            let h = fingerprint(&job);
-            if delivered.contains(&h) {
-                accepted += job.payload.items;
-                continue;
-            }
-            match self.send(&job).await {
-                Ok(()) => {
-                    delivered.insert(h);
-                    accepted += job.payload.items;
-                }
-                Err(Failure::TooLarge(msg)) => {
-                    let items = job.payload.items;
-                    match plan.packers[job.signal.index()]
-                        .split(job.payload)
-                        .map_err(PluginError::permanent)?
-                    {
-                        Some((parts, dropped)) => {
-                            tracing::info!(
-                                "newrelic: payload too large for the backend, sending it in halves"
-                            );
-                            rejected.extend(dropped.into_iter().map(|d| d.reason));
-                            for p in parts.into_iter().rev() {
-                                queue.push_front(Job {
-                                    signal: job.signal,
-                                    payload: p,
-                                });
-                            }
-                        }
-                        None => {
-                            tracing::warn!("newrelic: {items} item(s) refused as too large: {msg}");
-                            rejected.push(msg);
-                        }
-                    }
-                }
-                Err(Failure::Rejected(msg)) => {
-                    tracing::warn!("newrelic: {} item(s) refused: {msg}", job.payload.items);
-                    rejected.push(msg);
-                }
-                Err(Failure::Stop(mut e)) => {
-                    e.accepted = accepted;
-                    if e.kind == ErrorKind::Retryable && !delivered.is_empty() {
-                        *self.resume.lock().unwrap_or_else(|e| e.into_inner()) = Some(Resume {
-                            batch: batch.clone(),
-                            delivered,
-                        });
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let delivery = deliver(
+            "newrelic",
+            batch,
+            plan.jobs,
+            &self.resume,
+            |s| Some(&plan.packers[s.index()]),
+            async |job: &Job| self.send(job).await,
+        )
+        .await?;
+        let accepted = delivery.accepted;
+        rejected.extend(delivery.rejected);
         *self.auth_refused.lock().unwrap_or_else(|e| e.into_inner()) = false;
         if let Some(last) = rejected.last() {
             self.set_problem(last.clone());
@@ -317,14 +258,6 @@ impl Exporter {
             }
         }
         Ok(ExportOk { accepted })
-    }
-
-    fn take_resume(&self, batch: &Batch) -> HashSet<u64> {
-        let resume = self.resume.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match resume {
-            Some(r) if r.batch == *batch => r.delivered,
-            _ => HashSet::new(),
-        }
     }
 
     /// The request bodies `export` would send, as text (`tfo-agent run --once`).
@@ -405,13 +338,6 @@ impl Exporter {
             _ => Failure::Rejected(detail),
         }
     }
-}
-
-fn fingerprint(job: &Job) -> u64 {
-    let mut h = DefaultHasher::new();
-    job.signal.hash(&mut h);
-    job.payload.body.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

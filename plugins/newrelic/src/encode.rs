@@ -53,10 +53,9 @@ use tfo_plugin_api::{
     Temporality,
 };
 
-use crate::{
-    chunk::{Entry, Frame},
-    config::{Config, METRIC_RESERVED_KEYS},
-};
+use tfo_plugin_common::chunk::{Entry, Frame};
+
+use crate::config::{Config, METRIC_RESERVED_KEYS};
 
 /// A value as text.
 pub fn value_text(v: &AnyValue) -> String {
@@ -409,8 +408,8 @@ pub fn span_entries(batch: &Batch) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::Packer;
     use tfo_plugin_api::{HistogramValue, Metric, Quantile, Resource, SummaryValue};
+    use tfo_plugin_common::chunk::Packer;
 
     fn render(list: &str, common: &Map<String, Value>, entries: &[Entry]) -> Value {
         let p = Packer {

@@ -19,12 +19,11 @@
 //! split to the 1 MB per-request limit.
 //!
 //! Layout (DESIGN.md §8): [`config`] (keys, defaults, validation), [`encode`] (pure
-//! mapping, golden-tested), [`chunk`] (splitting to the limits), [`client`]
+//! mapping, golden-tested), `tfo_plugin_common::chunk` (splitting to the limits, shared), [`client`]
 //! (transport, auth, answers), this file (the plugin declaration).
 
 #![warn(missing_docs)]
 
-pub mod chunk;
 pub mod client;
 pub mod config;
 pub mod encode;

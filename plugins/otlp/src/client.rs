@@ -20,6 +20,11 @@
 //! - error messages quote the `google.rpc.Status` message of the response body
 //!   when it decodes.
 //!
+//! The classification of error answers is the shared
+//! [`tfo_plugin_common::otlp_http`] module's (the same for every OTLP/HTTP sink);
+//! `partial_success` is read here because OTLP/JSON answers go through this
+//! plugin's JSON codec.
+//!
 //! A batch with several signals is several requests. When one fails retryably after
 //! another was delivered, the host will hand the same batch again; the exporter
 //! remembers which signals of that batch were delivered and sends only the rest,
@@ -38,13 +43,12 @@ use opentelemetry_proto::tonic::collector::{
 use tfo_plugin_api::{Batch, ErrorKind, ExportOk, PluginError};
 use tfo_plugin_common::{
     http::{ClientOptions, HttpClient, Request, Response},
-    otlp as encode, retry,
+    otlp as encode, otlp_http, retry,
 };
 
 use crate::{
     config::{Compression, Encoding, ExporterConfig},
     json::{JsonCodec, OtlpMessage},
-    status,
 };
 
 /// Counters of one exporter.
@@ -260,8 +264,8 @@ impl Exporter {
             request = request.header(k.clone(), v.clone());
         }
         let resp = self.client.send(request).await.map_err(retry::transport)?;
-        if let Err(e) = retry::classify(&resp) {
-            return Err(otlp_error(e, &resp, &url));
+        if !(200..300).contains(&resp.status) {
+            return Err(otlp_http::error_for(&resp, &url));
         }
         self.stats.requests_ok.fetch_add(1, Ordering::Relaxed);
         let (rejected, message) = self.partial_success(req.signal, &resp);
@@ -330,92 +334,5 @@ impl Exporter {
             Some((n, msg)) => (u64::try_from(n).unwrap_or(0), msg),
             None => (0, String::new()),
         }
-    }
-}
-
-/// Narrows the shared classification to the spec's retryable codes and replaces the
-/// raw body excerpt with the decoded `google.rpc.Status` message when there is one.
-fn otlp_error(mut e: PluginError, resp: &Response, url: &str) -> PluginError {
-    if e.kind == ErrorKind::Retryable && !matches!(resp.status, 429 | 502 | 503 | 504) {
-        e.kind = ErrorKind::Permanent;
-        e.retry_after_ms = None.into();
-    }
-    let ct = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let reason = http::StatusCode::from_u16(resp.status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    e.message = match status::parse(ct, &resp.body) {
-        Some(st) if !st.message.is_empty() => {
-            format!("{url}: HTTP {} {reason}: {}", resp.status, st.message)
-        }
-        _ => format!("{url}: {}", e.message),
-    }
-    .into();
-    e
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderMap;
-
-    fn resp(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Response {
-            status,
-            headers: map,
-            body,
-        }
-    }
-
-    fn classify(r: &Response) -> PluginError {
-        otlp_error(retry::classify(r).unwrap_err(), r, "http://x/v1/logs")
-    }
-
-    #[test]
-    fn only_the_spec_codes_are_retryable() {
-        for code in [429, 502, 503, 504] {
-            let e = classify(&resp(code, &[("retry-after", "7")], vec![]));
-            assert_eq!(e.kind, ErrorKind::Retryable, "{code}");
-            assert_eq!(e.retry_after_ms.into_option(), Some(7000), "{code}");
-        }
-        for code in [400, 401, 403, 404, 408, 413, 500, 501] {
-            let e = classify(&resp(code, &[("retry-after", "7")], vec![]));
-            assert_eq!(e.kind, ErrorKind::Permanent, "{code}");
-            assert_eq!(e.retry_after_ms.into_option(), None, "{code}");
-        }
-    }
-
-    #[test]
-    fn status_messages_are_quoted() {
-        let body = prost::Message::encode_to_vec(&status::Status {
-            code: 3,
-            message: "bad span id".into(),
-        });
-        let e = classify(&resp(
-            400,
-            &[("content-type", "application/x-protobuf")],
-            body,
-        ));
-        assert_eq!(
-            e.message.as_str(),
-            "http://x/v1/logs: HTTP 400 Bad Request: bad span id"
-        );
-        let e = classify(&resp(
-            500,
-            &[("content-type", "text/plain")],
-            b"oops".to_vec(),
-        ));
-        assert!(e.message.contains("oops"), "{e}");
     }
 }

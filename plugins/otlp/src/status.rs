@@ -2,22 +2,13 @@
 //! "Failures": <https://opentelemetry.io/docs/specs/otlp/#failures-1>).
 //!
 //! Only `code` (1) and `message` (2) are used; `details` (3, repeated `Any`) is
-//! never written, and skipped like any unknown field when read. Declared here with
-//! prost's derive rather than pulling a crate of Google API types for two fields.
+//! never written, and skipped like any unknown field when read. The type and its
+//! parser are `tfo_plugin_common::otlp_http`'s (every OTLP/HTTP sink reads it);
+//! the receiver's `google.rpc.Code` values are here.
 
-use serde::{Deserialize, Serialize};
-
-/// `google.rpc.Status` with its `code` and `message` fields.
-#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Status {
-    /// A `google.rpc.Code`; the spec says clients must not act on it.
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    /// Developer-facing explanation.
-    #[prost(string, tag = "2")]
-    pub message: String,
-}
+/// `google.rpc.Status` with its `code` and `message` fields, shared with the other
+/// OTLP/HTTP plugins (the exporter reads it, the receiver writes it).
+pub use tfo_plugin_common::otlp_http::Status;
 
 /// `google.rpc.Code` values used by the receiver.
 pub mod code {
@@ -36,16 +27,8 @@ pub mod code {
 }
 
 /// Reads a Status from an error response body, protobuf or JSON as the content type
-/// says; `None` when it is neither or does not decode.
-pub fn parse(content_type: Option<&str>, body: &[u8]) -> Option<Status> {
-    use prost::Message as _;
-    let media = content_type?.split(';').next()?.trim().to_ascii_lowercase();
-    match media.as_str() {
-        "application/x-protobuf" => Status::decode(body).ok(),
-        "application/json" => serde_json::from_slice(body).ok(),
-        _ => None,
-    }
-}
+/// says; `None` when it is neither or does not decode (shared implementation).
+pub use tfo_plugin_common::otlp_http::parse_status as parse;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use tfo_plugin_api::{
     __private::abi_stable::std_types::RResult, AnyValue, Batch, CreateError, Metric, PluginError,
@@ -140,36 +140,10 @@ pub fn arm_error(status: u16, code: &str, message: &str) -> ScriptedResponse {
         ))
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body (written here,
-/// independent of the plugin's encoder).
-pub fn form(body: &[u8]) -> BTreeMap<String, String> {
-    fn dec(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-                    out.push(u8::from_str_radix(h, 16).unwrap());
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
-    std::str::from_utf8(body)
-        .unwrap()
-        .split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (dec(k), dec(v))
-        })
-        .collect()
-}
+/// Decodes an `application/x-www-form-urlencoded` body (the shared test-side
+/// decoder, independent of the plugin's encoder).
+#[allow(unused_imports)] // not every test binary decodes forms
+pub use tfo_plugin_common::testing_form::form;
 
 /// Checks a recorded client-credentials token request for ARM.
 pub fn check_token_request(r: &RecordedRequest) {

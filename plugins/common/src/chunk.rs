@@ -2,19 +2,35 @@
 //! and count limits, with gzip applied before the size of the body as sent is
 //! checked.
 //!
-//! Why a module of its own: New Relic's Metric, Log and Trace APIs take at most
-//! 1 MB (10^6 bytes) per POST; the exporter must never build a request the
-//! backend will refuse for its size, and must be able to halve a payload the
-//! backend still answers 413 to. The rules live here, pure and tested, not in the
-//! I/O code. (The same module as the datadog plugin's; plugins cannot share code
-//! outside `tfo-plugin-common`.)
+//! Why it is shared: vendor JSON intakes cap each request by entry count, by size
+//! before compression and by size as sent (Datadog's series API: 512000 bytes as
+//! sent and under 5 MiB decompressed, its logs intake 1000 entries and 5 MB; New
+//! Relic's Metric, Log and Trace APIs: 1 MB per POST). An exporter must never build
+//! a request the backend will refuse for its size, and must be able to halve a
+//! payload the backend still answers 413 to. The rules are the same for every such
+//! sink (the datadog and newrelic plugins use them), so they live here once, pure
+//! and tested, not in each plugin's I/O code.
 //!
-//! An [`Entry`] is one already-serialized JSON element (a series, a log) with the
-//! number of agent items it carries (data points, log records, spans). A
-//! [`Frame`] says how entries are joined into a body (`[{"metrics":[` + `a,b` +
-//! `]}]`).
+//! [`deliver`] sends a batch's payloads in order and applies the answers the same
+//! way for every such sink: a 413 halves the payload and sends the halves, a
+//! payload refused for good is reported and the others still go, a retryable
+//! failure stops the export and remembers which payloads of the batch were
+//! delivered ([`Resume`]), so the host's retry of the same batch sends only the rest.
+//!
+//! An [`Entry`] is one already-serialized JSON element (a series, a log, a span)
+//! with the number of agent items it carries (data points, log records, spans). A
+//! [`Frame`] says how entries are joined into a body (`{"series":[` + `a,b` + `]}`,
+//! or `[{"metrics":[` + `a,b` + `]}]`).
 
-use tfo_plugin_common::http::gzip;
+use std::{
+    collections::{hash_map::DefaultHasher, HashSet, VecDeque},
+    hash::{Hash, Hasher},
+    sync::Mutex,
+};
+
+use tfo_plugin_api::{Batch, ErrorKind, PluginError};
+
+use crate::http::gzip;
 
 /// One serialized element of a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +221,136 @@ impl Packer {
     }
 }
 
+/// What sending one payload came to, beyond success.
+#[derive(Debug)]
+pub enum Failure {
+    /// 413: split and resend.
+    TooLarge(String),
+    /// This payload is refused for good; go on with the others.
+    Rejected(String),
+    /// Stop the export with this error.
+    Stop(PluginError),
+}
+
+/// One payload and where it goes (`S`: the sink's signal or endpoint).
+#[derive(Debug, Clone)]
+pub struct Job<S> {
+    /// The endpoint (signal) of the payload; also picks its [`Packer`].
+    pub signal: S,
+    /// The body and its entries.
+    pub payload: Payload,
+}
+
+/// Which payloads of the last failed batch were delivered (fingerprints of
+/// signal and body), so a retry of the same batch skips them. One per exporter.
+#[derive(Debug, Default)]
+pub struct Resume {
+    last: Mutex<Option<(Batch, HashSet<u64>)>>,
+}
+
+impl Resume {
+    /// The payloads delivered of `batch` before, if it is the batch that failed
+    /// last; clears the memory either way.
+    fn take(&self, batch: &Batch) -> HashSet<u64> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match last {
+            Some((b, delivered)) if b == *batch => delivered,
+            _ => HashSet::new(),
+        }
+    }
+
+    fn keep(&self, batch: &Batch, delivered: HashSet<u64>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((batch.clone(), delivered));
+    }
+}
+
+/// What [`deliver`] achieved when it did not stop.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Agent items delivered (now or by an earlier attempt of the same batch).
+    pub accepted: u64,
+    /// Why payloads (or parts of them) were refused for good, in order.
+    pub rejected: Vec<String>,
+}
+
+fn fingerprint<S: Hash>(job: &Job<S>) -> u64 {
+    let mut h = DefaultHasher::new();
+    job.signal.hash(&mut h);
+    job.payload.body.hash(&mut h);
+    h.finish()
+}
+
+/// Sends `jobs` of `batch` in order with `send`, skipping those `resume` says were
+/// delivered by an earlier attempt. On [`Failure::TooLarge`] the payload is halved
+/// with its signal's packer (`packer`; `None`: cannot split) and the halves sent
+/// next; on [`Failure::Rejected`] the payload is given up and the reason kept; on
+/// [`Failure::Stop`] the export ends with that error (its `accepted` set), and when
+/// it is retryable what was delivered is remembered in `resume`. `label` prefixes
+/// log lines.
+pub async fn deliver<'p, S: Copy + Hash>(
+    label: &str,
+    batch: &Batch,
+    jobs: Vec<Job<S>>,
+    resume: &Resume,
+    packer: impl Fn(S) -> Option<&'p Packer>,
+    mut send: impl AsyncFnMut(&Job<S>) -> Result<(), Failure>,
+) -> Result<Delivery, PluginError> {
+    let mut rejected = Vec::new();
+    let mut delivered = resume.take(batch);
+    let mut accepted = 0u64;
+    let mut queue: VecDeque<Job<S>> = jobs.into();
+    while let Some(job) = queue.pop_front() {
+        let h = fingerprint(&job);
+        if delivered.contains(&h) {
+            accepted += job.payload.items;
+            continue;
+        }
+        match send(&job).await {
+            Ok(()) => {
+                delivered.insert(h);
+                accepted += job.payload.items;
+            }
+            Err(Failure::TooLarge(msg)) => {
+                let items = job.payload.items;
+                let split = match packer(job.signal) {
+                    Some(p) => p.split(job.payload).map_err(PluginError::permanent)?,
+                    None => None,
+                };
+                match split {
+                    Some((parts, dropped)) => {
+                        tracing::info!(
+                            "{label}: payload too large for the backend, sending it in halves"
+                        );
+                        rejected.extend(dropped.into_iter().map(|d| d.reason));
+                        for p in parts.into_iter().rev() {
+                            queue.push_front(Job {
+                                signal: job.signal,
+                                payload: p,
+                            });
+                        }
+                    }
+                    None => {
+                        tracing::warn!("{label}: {items} item(s) refused as too large: {msg}");
+                        rejected.push(msg);
+                    }
+                }
+            }
+            Err(Failure::Rejected(msg)) => {
+                tracing::warn!("{label}: {} item(s) refused: {msg}", job.payload.items);
+                rejected.push(msg);
+            }
+            Err(Failure::Stop(mut e)) => {
+                e.accepted = accepted;
+                if e.kind == ErrorKind::Retryable && !delivered.is_empty() {
+                    resume.keep(batch, delivered);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Delivery { accepted, rejected })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +462,106 @@ mod tests {
         assert!(dropped.is_empty());
         assert_eq!(texts(&p, &halves), [r#"{"s":[1]}"#, r#"{"s":[2,3]}"#]);
         assert!(p.split(halves[0].clone()).unwrap().is_none());
+    }
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn deliver_splits_on_413_skips_rejected_and_resumes_after_a_retryable_stop() {
+        let p = packer(10, 1000, 1000, false);
+        let (payloads, _) = p.pack(vec![entry("1"), entry("2"), entry("3")]).unwrap();
+        let (other, _) = p.pack(vec![entry("9")]).unwrap();
+        let jobs: Vec<Job<u8>> = payloads
+            .into_iter()
+            .map(|payload| Job { signal: 0, payload })
+            .chain(other.into_iter().map(|payload| Job { signal: 1, payload }))
+            .collect();
+        let batch = Batch::default();
+        let resume = Resume::default();
+        // First attempt: the 3-entry payload is too large once, its halves go
+        // ("1" refused for good, "2,3" delivered), then signal 1 is throttled.
+        let mut sent = Vec::new();
+        let e = block_on(deliver(
+            "t",
+            &batch,
+            jobs.clone(),
+            &resume,
+            |_| Some(&p),
+            async |j: &Job<u8>| {
+                let body = String::from_utf8(p.render(&j.payload.entries)).unwrap();
+                sent.push(body.clone());
+                match body.as_str() {
+                    r#"{"s":[1,2,3]}"# => Err(Failure::TooLarge("413".into())),
+                    r#"{"s":[1]}"# => Err(Failure::Rejected("no".into())),
+                    r#"{"s":[9]}"# => Err(Failure::Stop(PluginError::retryable("429"))),
+                    _ => Ok(()),
+                }
+            },
+        ))
+        .unwrap_err();
+        assert_eq!(
+            sent,
+            [
+                r#"{"s":[1,2,3]}"#,
+                r#"{"s":[1]}"#,
+                r#"{"s":[2,3]}"#,
+                r#"{"s":[9]}"#
+            ]
+        );
+        assert_eq!((e.kind, e.accepted), (ErrorKind::Retryable, 2));
+        // The retry of the same batch: the server still refuses the whole payload
+        // as too large; of its halves, "2,3" was delivered before and is skipped
+        // (counted as accepted), "1" is accepted now.
+        let mut sent = Vec::new();
+        let d = block_on(deliver(
+            "t",
+            &batch,
+            jobs,
+            &resume,
+            |_| Some(&p),
+            async |j: &Job<u8>| {
+                let body = String::from_utf8(p.render(&j.payload.entries)).unwrap();
+                sent.push(body.clone());
+                match body.as_str() {
+                    r#"{"s":[1,2,3]}"# => Err(Failure::TooLarge("413".into())),
+                    _ => Ok(()),
+                }
+            },
+        ))
+        .unwrap();
+        assert_eq!(sent, [r#"{"s":[1,2,3]}"#, r#"{"s":[1]}"#, r#"{"s":[9]}"#]);
+        assert_eq!(
+            d,
+            Delivery {
+                accepted: 4,
+                rejected: vec![]
+            }
+        );
+        // A 413 with no packer (cannot split) gives the payload up.
+        let (single, _) = p.pack(vec![entry("5")]).unwrap();
+        let jobs = vec![Job {
+            signal: 0u8,
+            payload: single[0].clone(),
+        }];
+        let d = block_on(deliver(
+            "t",
+            &batch,
+            jobs,
+            &resume,
+            |_| None,
+            async |_: &Job<u8>| Err(Failure::TooLarge("413".into())),
+        ))
+        .unwrap();
+        assert_eq!(
+            d,
+            Delivery {
+                accepted: 0,
+                rejected: vec!["413".into()]
+            }
+        );
     }
 }
