@@ -3,6 +3,8 @@
 //! each merged batch out to the sink queues as one shared `Arc<Batch>` (no copy per
 //! sink); runners drive the instances.
 
+#[cfg(test)]
+mod alloc_tests;
 pub mod disk;
 pub mod queue;
 pub mod render;

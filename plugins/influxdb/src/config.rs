@@ -21,7 +21,12 @@
 //!     # bucket: metrics          # version 2
 //!     # token: ${INFLUX_TOKEN}   # version 2
 //!     precision: ns              # ns, us, ms or s
+//!     # receiver:                # line-protocol receiver (POST /write, /api/v2/write)
+//!     #   listen: 127.0.0.1:8186
 //! ```
+//!
+//! Without `url` but with a `receiver` block the instance only receives
+//! ([`Config::sink_enabled`]); the sink keys are then not checked.
 //!
 //! Unknown keys are rejected (`deny_unknown_fields`) so a typo fails at load time;
 //! [`Config::validate`] adds what serde cannot check, each problem with its field
@@ -123,7 +128,12 @@ impl Precision {
 pub struct Config {
     /// Base URL of the server, e.g. `http://127.0.0.1:8086` (a path prefix such as
     /// `https://proxy/influx` is kept; `/write` or `/api/v2/write` is appended).
+    /// Empty (absent) with a `receiver` block: the instance only receives.
+    #[serde(default)]
     pub url: String,
+    /// The line-protocol receiver (`POST /write`, `/api/v2/write`); absent: none.
+    #[serde(default)]
+    pub receiver: Option<ReceiverConfig>,
     /// `1` or `2` (also `"v1"`, `"v2"`); absent: 2 when `token`, `organization` and
     /// `bucket` are all set (the Go agent's rule), else 1.
     #[serde(default, alias = "api", deserialize_with = "opt_version")]
@@ -219,6 +229,7 @@ impl fmt::Debug for Config {
             .field("headers", &redacted)
             .field("ca_file", &self.ca_file)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("receiver", &self.receiver)
             .finish()
     }
 }
@@ -310,9 +321,28 @@ impl Config {
         }
     }
 
+    /// Whether the instance writes to a server: `url` is set, or there is no
+    /// receiver (then `url` is required and its absence is reported).
+    pub fn sink_enabled(&self) -> bool {
+        !self.url.is_empty() || self.receiver.is_none()
+    }
+
     /// Every problem found (empty when usable), each with its field path.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if let Some(r) = &self.receiver {
+            r.validate_into(&mut errors);
+        }
+        if !self.sink_enabled() {
+            return errors;
+        }
+        if self.url.is_empty() {
+            errors.push(ConfigError::new(
+                "url",
+                "required (the server to write to), unless the instance only receives (a `receiver` block)",
+            ));
+            return errors;
+        }
         let mut err = |path: &str, msg: String| errors.push(ConfigError::new(path, msg));
         if !url_ok(&self.url) {
             err(
@@ -434,6 +464,76 @@ impl Config {
     }
 }
 
+/// Default receiver address: loopback on 8186, the port of Telegraf's
+/// `influxdb_listener` (8086 is InfluxDB's own, often on the same host).
+pub const DEFAULT_RECEIVER_LISTEN: &str = "127.0.0.1:8186";
+/// Default largest request body (as sent and once gunzipped): 32 MiB, the default
+/// `-influx.maxRequestSize` of vmagent; InfluxDB 1.x's own `max-body-size` is 25 MB.
+pub const DEFAULT_RECEIVER_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The `receiver` block: where and how much the line-protocol receiver takes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// `IP:port` to listen on (`[::]:8186` for all addresses).
+    #[serde(default = "default_receiver_listen")]
+    pub listen: String,
+    /// Largest request body in bytes, as sent and once decompressed (413 above).
+    #[serde(default = "default_receiver_max_body")]
+    pub max_body_bytes: u64,
+    /// Requests per second accepted (429 above); 0 = unlimited.
+    #[serde(default)]
+    pub max_requests_per_second: u32,
+    /// Connections open at once (more are closed on accept); 0 = unlimited.
+    #[serde(default = "default_receiver_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            listen: default_receiver_listen(),
+            max_body_bytes: DEFAULT_RECEIVER_MAX_BODY_BYTES,
+            max_requests_per_second: 0,
+            max_connections: default_receiver_max_connections(),
+        }
+    }
+}
+
+fn default_receiver_listen() -> String {
+    DEFAULT_RECEIVER_LISTEN.to_string()
+}
+fn default_receiver_max_body() -> u64 {
+    DEFAULT_RECEIVER_MAX_BODY_BYTES
+}
+fn default_receiver_max_connections() -> u32 {
+    1024
+}
+
+impl ReceiverConfig {
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, String> {
+        self.listen.trim().parse().map_err(|_| {
+            format!(
+                "invalid address {:?}: expected IP:port, e.g. 127.0.0.1:8186 or [::]:8186",
+                self.listen
+            )
+        })
+    }
+
+    fn validate_into(&self, errors: &mut Vec<ConfigError>) {
+        if let Err(e) = self.listen_addr() {
+            errors.push(ConfigError::new("receiver.listen", e));
+        }
+        if self.max_body_bytes < 1024 {
+            errors.push(ConfigError::new(
+                "receiver.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+    }
+}
+
 fn header_value_ok(v: &str) -> bool {
     tfo_plugin_common::http::HeaderValue::from_str(v).is_ok()
 }
@@ -549,11 +649,33 @@ mod tests {
     }
 
     #[test]
+    fn receiver_only_and_receiver_problems() {
+        let c = parse(r#"{"receiver": {}}"#).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert!(!c.sink_enabled());
+        let r = c.receiver.unwrap();
+        assert_eq!(r, ReceiverConfig::default());
+        assert_eq!(r.listen, "127.0.0.1:8186");
+        let c = parse(r#"{"receiver": {"listen": "nowhere", "max_body_bytes": 1}}"#).unwrap();
+        let paths: Vec<String> = c.validate().iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(paths, ["receiver.listen", "receiver.max_body_bytes"]);
+        let e = parse(r#"{"receiver": {"lissen": "x"}}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `lissen`"), "{e}");
+        // Both: the sink part is validated as before.
+        let c = parse(r#"{"url": "http://h", "receiver": {}}"#).unwrap();
+        assert!(c.sink_enabled());
+        assert_eq!(c.validate()[0].path.as_str(), "database");
+    }
+
+    #[test]
     fn unknown_keys_and_missing_url() {
         let e = parse(r#"{"url": "http://h", "databse": "x"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `databse`"), "{e}");
-        let e = parse(r#"{"database": "x"}"#).unwrap_err();
-        assert!(e.to_string().contains("missing field `url`"), "{e}");
+        // Without a receiver block the URL is required (reported with its path).
+        let c = parse(r#"{"database": "x"}"#).unwrap();
+        let e = c.validate();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path.as_str(), "url");
     }
 
     #[test]

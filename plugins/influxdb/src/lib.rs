@@ -3,7 +3,11 @@
 //! A tfo-agent sink writing metrics (and logs and spans) as InfluxDB line protocol
 //! over HTTP, to InfluxDB 1.x (`/write`), InfluxDB 2.x (`/api/v2/write`) or any
 //! receiver of either API (VictoriaMetrics, Telegraf's listeners, InfluxDB 3's
-//! compatibility endpoints).
+//! compatibility endpoints); and a source: a line-protocol **receiver**
+//! ([`receiver`], parser in [`lineproto`]) taking the same two write APIs from
+//! Telegraf, the `influx` CLI and client libraries, what Telegraf's
+//! `influxdb_listener` and vmagent's `/write` offer. An instance has the sink keys
+//! (`url`...), a `receiver` block, or both.
 //!
 //! Vendor documentation followed:
 //! - line protocol: <https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>
@@ -35,9 +39,12 @@
 pub mod client;
 pub mod config;
 pub mod encode;
+pub mod lineproto;
+pub mod receiver;
 
 use std::{
     collections::VecDeque,
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -55,7 +62,9 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub struct InfluxSink {
     config: Config,
     options: Options,
-    writer: Writer,
+    /// `None` when the instance only receives (no `url`).
+    writer: Option<Writer>,
+    receiver: Option<receiver::Receiver>,
     /// Since start: what the encoder skipped or altered.
     skipped_total: Skipped,
     /// Since start: lines the server refused (400).
@@ -69,7 +78,11 @@ impl InfluxSink {
     /// Prepares an instance from a config that passed [`Config::validate`]; connects
     /// nowhere yet.
     pub fn new(config: Config) -> Result<Self, CreateError> {
-        let writer = Writer::new(&config).map_err(CreateError::init)?;
+        let writer = if config.sink_enabled() {
+            Some(Writer::new(&config).map_err(CreateError::init)?)
+        } else {
+            None
+        };
         Ok(InfluxSink {
             options: Options {
                 precision: config.precision,
@@ -79,6 +92,7 @@ impl InfluxSink {
                 spans_measurement: config.spans_measurement.clone(),
             },
             writer,
+            receiver: None,
             skipped_total: Skipped::default(),
             rejected_total: 0,
             last_error: None,
@@ -176,7 +190,56 @@ fn now_ns() -> u64 {
 }
 
 impl Plugin for InfluxSink {
+    fn start(&mut self, ctx: &Context) -> Result<(), PluginError> {
+        let Some(rc) = &self.config.receiver else {
+            return Ok(());
+        };
+        if self.receiver.is_some() {
+            return Ok(());
+        }
+        let addr = rc.listen_addr().map_err(PluginError::permanent)?;
+        let host = ctx.host().clone();
+        let emit: receiver::EmitFn = Arc::new(move |batch| host.emit(batch));
+        let limits = receiver::Limits {
+            max_body: rc.max_body_bytes,
+            max_requests_per_second: rc.max_requests_per_second,
+            max_connections: rc.max_connections,
+        };
+        let r = ctx
+            .block_on(async move { receiver::Receiver::start(addr, limits, emit) })
+            .map_err(|e| PluginError::retryable(format!("influxdb receiver: {e}")))?;
+        tracing::info!(
+            "influxdb line-protocol receiver listening on http://{} (/write, /api/v2/write)",
+            r.local_addr()
+        );
+        self.receiver = Some(r);
+        Ok(())
+    }
+
+    fn shutdown(&mut self, ctx: &Context, deadline: Duration) -> Result<(), PluginError> {
+        if let Some(mut r) = self.receiver.take() {
+            ctx.block_on(r.stop(deadline.mul_f32(0.8)));
+            let s = r.stats();
+            tracing::info!(
+                "influxdb receiver stopped: {} request(s) accepted, {} refused, {} throttled; \
+                 {} point(s) emitted, {} line(s) rejected, {} string field(s) skipped",
+                s.requests_ok.load(Ordering::Relaxed),
+                s.requests_refused.load(Ordering::Relaxed),
+                s.requests_throttled.load(Ordering::Relaxed),
+                s.points_accepted.load(Ordering::Relaxed),
+                s.lines_rejected.load(Ordering::Relaxed),
+                s.string_fields_skipped.load(Ordering::Relaxed),
+            );
+        }
+        Ok(())
+    }
+
     fn export(&mut self, ctx: &Context, batch: &Batch) -> Result<ExportOk, PluginError> {
+        let Some(writer) = &self.writer else {
+            // A receiver-only instance: the host routes batches to every sink of a
+            // source+sink plugin; this one writes nowhere.
+            return Ok(ExportOk { accepted: 0 });
+        };
         let encoded = encode::encode(batch, &self.options, now_ns());
         if !encoded.skipped.is_empty() {
             self.skipped_total.add(&encoded.skipped);
@@ -201,7 +264,7 @@ impl Plugin for InfluxSink {
             self.config.max_body_bytes,
         );
         drop(encoded);
-        let result = ctx.block_on(Self::send_all(&self.writer, chunks));
+        let result = ctx.block_on(Self::send_all(writer, chunks));
         let (written, rejected) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -236,7 +299,10 @@ impl Plugin for InfluxSink {
 
     fn preview(&mut self, _ctx: &Context, batch: &Batch) -> Result<String, PluginError> {
         let encoded = encode::encode(batch, &self.options, now_ns());
-        let mut out = format!("POST {}\n", self.writer.url());
+        let Some(writer) = &self.writer else {
+            return Ok("# receiver-only instance: nothing is written\n".into());
+        };
+        let mut out = format!("POST {}\n", writer.url());
         for line in &encoded.lines {
             out.push_str(line);
             out.push('\n');
@@ -265,8 +331,14 @@ pub fn create(ctx: &Context, config: Config) -> Result<InfluxSink, CreateError> 
     let sink = InfluxSink::new(config)?;
     tracing::info!(
         instance = ctx.instance_name(),
-        url = sink.writer.url(),
-        "influxdb sink ready"
+        url = sink.writer.as_ref().map(Writer::url).unwrap_or("off"),
+        receiver = sink
+            .config
+            .receiver
+            .as_ref()
+            .map(|r| r.listen.as_str())
+            .unwrap_or("off"),
+        "influxdb instance ready"
     );
     Ok(sink)
 }
@@ -274,9 +346,9 @@ pub fn create(ctx: &Context, config: Config) -> Result<InfluxSink, CreateError> 
 tfo_plugin_api::export_plugin! {
     name: "influxdb",
     version: env!("CARGO_PKG_VERSION"),
-    kind: PluginKind::Sink,
+    kind: PluginKind::SourceAndSink,
     data_types: DataTypes::ALL,
-    description: "InfluxDB line protocol over HTTP: InfluxDB 1.x /write, 2.x /api/v2/write, VictoriaMetrics",
+    description: "InfluxDB line protocol over HTTP: writer to InfluxDB 1.x /write, 2.x /api/v2/write, VictoriaMetrics; receiver of the same APIs",
     create: create,
 }
 

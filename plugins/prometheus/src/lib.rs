@@ -65,6 +65,10 @@ pub struct PrometheusSink {
     last_error: Option<String>,
     /// Families already warned about (a conflict repeats with every batch).
     warned: HashSet<String>,
+    /// Remote write: the protobuf of the last batch (reused, not reallocated).
+    proto: Vec<u8>,
+    /// Remote write: Snappy state (its hash table is reused between batches).
+    snappy: snap::raw::Encoder,
 }
 
 impl PrometheusSink {
@@ -87,6 +91,8 @@ impl PrometheusSink {
             writer,
             last_error: None,
             warned: HashSet::new(),
+            proto: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
             config,
         })
     }
@@ -151,14 +157,18 @@ impl Plugin for PrometheusSink {
             }
         }
         if let Some(writer) = &self.writer {
-            let request = remote_write::build(&families, now_ms());
-            if !request.timeseries.is_empty() {
-                let body = remote_write::encode_body(&request).map_err(PluginError::permanent)?;
+            self.proto.clear();
+            let series = remote_write::encode_families(&families, now_ms(), &mut self.proto);
+            if series > 0 {
+                // The body moves into the request, so it is a new buffer per batch.
+                let mut body = Vec::new();
+                remote_write::compress_into(&mut self.snappy, &self.proto, &mut body)
+                    .map_err(PluginError::permanent)?;
                 if let Err(e) = ctx.block_on(writer.send(body)) {
                     self.last_error = Some(e.message.to_string());
                     return Err(e);
                 }
-                tracing::trace!(series = request.timeseries.len(), "remote write delivered");
+                tracing::trace!(series, "remote write delivered");
             }
         }
         self.accumulator.commit(pending);

@@ -431,7 +431,9 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
     // Original key order decides the join order of colliding keys.
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    // A few labels per point: a vector searched linearly beats a map here (no node
+    // allocations); sorted by name at the end, as the map was.
+    let mut map: Vec<(String, String)> = Vec::with_capacity(attrs.len() + resource.len());
     let mut last_key: Option<&str> = None;
     for kv in sorted {
         // A repeated identical key: the last one wins (attributes are a map).
@@ -442,22 +444,26 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
             name = format!("exported_{name}");
         }
         let value = attribute_value(&kv.value);
-        if last_key == Some(kv.key.as_str()) {
-            map.insert(name, value);
-        } else {
-            map.entry(name)
-                .and_modify(|v| {
-                    v.push(';');
-                    v.push_str(&value);
-                })
-                .or_insert(value);
-        }
+        let same_key = last_key == Some(kv.key.as_str());
         last_key = Some(kv.key.as_str());
+        match map.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) if same_key => *v = value,
+            Some((_, v)) => {
+                v.push(';');
+                v.push_str(&value);
+            }
+            None => map.push((name, value)),
+        }
     }
     for (k, v) in resource {
-        map.insert(k.clone(), v.clone());
+        match map.iter_mut().find(|(name, _)| name == k) {
+            Some((_, old)) => old.clone_from(v),
+            None => map.push((k.clone(), v.clone())),
+        }
     }
-    map.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+    map.retain(|(_, v)| !v.is_empty());
+    map.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    map
 }
 
 /// An attribute value as a label value: strings as they are, booleans and numbers

@@ -826,3 +826,41 @@ fn remote_write_labels_sort_by_bytes_and_samples_by_time() {
         .collect();
     assert_eq!(samples, [(2.0, 1), (3.0, 3)]);
 }
+
+/// The hot-path encoder writes exactly the bytes prost writes for `build`.
+#[test]
+fn encode_families_matches_build_byte_for_byte() {
+    let mut cases: Vec<(Vec<Family>, i64)> = vec![
+        (convert(&golden_batch(), &Options::default()).families, 123),
+        (
+            vec![gauge_family("up", &[("job", "a")], 1.0, 1_000_000_000)],
+            0,
+        ),
+        // Zero value and zero/negative times: proto3 defaults omitted alike.
+        (vec![gauge_family("z", &[("a", "")], 0.0, 0)], 0),
+        (vec![gauge_family("n", &[("a", "b")], -1.5, 0)], -5),
+    ];
+    let mut f = gauge_family("m", &[("Zone", "z"), ("a", "1")], 1.0, 3_000_000);
+    let mut p2 = f.points[0].clone();
+    p2.time_unix_nano = 1_000_000;
+    p2.value = Value::Double(2.0);
+    let mut p3 = f.points[0].clone();
+    p3.value = Value::Double(3.0);
+    f.points.push(p2);
+    f.points.push(p3);
+    cases.push((vec![f, gauge_family("m", &[("a", "0")], 4.0, 0)], 9));
+    for (families, now) in cases {
+        let expected = prost::Message::encode_to_vec(&remote_write::build(&families, now));
+        let mut out = vec![0xee]; // appends
+        let n = remote_write::encode_families(&families, now, &mut out);
+        assert_eq!(&out[1..], expected.as_slice(), "{families:?}");
+        assert_eq!(n, remote_write::build(&families, now).timeseries.len());
+        let mut enc = snap::raw::Encoder::new();
+        let mut body = Vec::new();
+        remote_write::compress_into(&mut enc, &out[1..], &mut body).unwrap();
+        assert_eq!(
+            remote_write::decode_body(&body).unwrap(),
+            remote_write::build(&families, now)
+        );
+    }
+}

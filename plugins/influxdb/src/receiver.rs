@@ -1,0 +1,613 @@
+//! The line-protocol **receiver**: an HTTP/1.1 server (hyper) on the instance
+//! runtime that takes the writes Telegraf, the `influx` CLI, client libraries and
+//! anything speaking InfluxDB's write API send, and pushes them to the agent's
+//! pipeline with `emit` (what Telegraf's `influxdb_listener` and vmagent's `/write`
+//! offer).
+//!
+//! Endpoints (vendor docs:
+//! <https://docs.influxdata.com/influxdb/v1/tools/api/#write-http-endpoint>,
+//! <https://docs.influxdata.com/influxdb/v2/api/#operation/PostWrite>):
+//! - `POST /write` (1.x): query `db` (becomes the `db` attribute of every point
+//!   whose line has no `db` tag, as vmagent does), `precision` (`n`/`ns`, `u`/`us`,
+//!   `ms`, `s`, `m`, `h`), `rp`/`u`/`p` accepted and ignored;
+//! - `POST /api/v2/write` (2.x): query `bucket` (becomes `db`, like vmagent), `org`
+//!   (ignored), `precision` (`ns`, `us`, `ms`, `s`);
+//! - `GET`/`HEAD /ping`: 204, what clients use to check the server.
+//!
+//! Answers, as InfluxDB gives them:
+//! - **204** when every line was taken;
+//! - **400** with InfluxDB's JSON error (`{"error": ...}` on `/write`,
+//!   `{"code": "invalid", "message": ...}` on `/api/v2/write`) when lines did not
+//!   parse: the good lines of the body are still taken (a partial write) and the
+//!   message says how many were dropped and why (first line numbers);
+//! - **413** for a body over `max_body_bytes` (as sent, or once gunzipped);
+//! - **429** + `Retry-After` over `max_requests_per_second`; **503** + `Retry-After`
+//!   when the agent's queue is full (`emit` answered `Full`) or the instance stops:
+//!   nothing of the request was taken, so the client retries it whole;
+//! - `Content-Encoding: gzip` bodies are decompressed; other codings are **415**;
+//!   unknown paths **404**, other methods **405**; slow clients get **408**.
+//!
+//! The listener is bound in `start` with `SO_REUSEADDR` + `SO_REUSEPORT` (make-
+//! before-break upgrades); `stop` closes it and lets in-flight requests finish.
+
+use std::{
+    convert::Infallible,
+    io::Read as _,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tfo_plugin_api::{Batch, EmitStatus};
+use tokio::{net::TcpSocket, sync::watch, task::JoinSet};
+use tracing::instrument::WithSubscriber as _;
+
+use crate::lineproto::{self, Precision};
+
+/// Seconds a client is asked to wait after a 429 or 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+/// How long a client may take to send the headers, and then the body.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Reply = Response<Full<Bytes>>;
+
+/// Where received batches go: the host's `emit` in the plugin, a recorder in tests.
+pub type EmitFn = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
+
+/// Limits of one receiver (from `receiver.*` in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, as sent and decompressed.
+    pub max_body: u64,
+    /// Requests per second (0 = unlimited).
+    pub max_requests_per_second: u32,
+    /// Connections at once (0 = unlimited).
+    pub max_connections: u32,
+}
+
+/// Counters of one receiver, logged when it stops.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests answered 204.
+    pub requests_ok: AtomicU64,
+    /// Requests answered 4xx (400 included).
+    pub requests_refused: AtomicU64,
+    /// Requests answered 429 or 503.
+    pub requests_throttled: AtomicU64,
+    /// Points handed to the host.
+    pub points_accepted: AtomicU64,
+    /// Lines that did not parse.
+    pub lines_rejected: AtomicU64,
+    /// String fields skipped.
+    pub string_fields_skipped: AtomicU64,
+}
+
+/// Which write API a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    V1,
+    V2,
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `rate`.
+struct RateLimit {
+    rate: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Option<RateLimit> {
+        (rate > 0).then(|| RateLimit {
+            rate: f64::from(rate),
+            state: std::sync::Mutex::new((f64::from(rate), std::time::Instant::now())),
+        })
+    }
+
+    fn take(&self) -> bool {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (tokens, last) = *g;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        let ok = tokens >= 1.0;
+        *g = (if ok { tokens - 1.0 } else { tokens }, now);
+        ok
+    }
+}
+
+struct Shared {
+    rate: Option<RateLimit>,
+    max_connections: usize,
+    max_body: u64,
+    emit: EmitFn,
+    stats: Arc<Stats>,
+}
+
+/// A running receiver.
+#[derive(Debug)]
+pub struct Receiver {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+impl Receiver {
+    /// Binds `addr` (`SO_REUSEADDR` + `SO_REUSEPORT`) and serves on the current tokio
+    /// runtime; must be called from within it.
+    pub fn start(addr: SocketAddr, limits: Limits, emit: EmitFn) -> Result<Receiver, String> {
+        let listener = bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| format!("reading the bound address: {e}"))?;
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            rate: RateLimit::new(limits.max_requests_per_second),
+            max_connections: limits.max_connections as usize,
+            max_body: limits.max_body,
+            emit,
+            stats: stats.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared, stopped).with_current_subscriber());
+        Ok(Receiver {
+            local_addr,
+            stop,
+            task: Some(task),
+            stats,
+        })
+    }
+
+    /// The bound address (the real port when the config said port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The receiver's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Closes the listener, lets in-flight requests finish for up to `deadline`,
+    /// then aborts the rest. Idempotent.
+    pub async fn stop(&mut self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => {
+                while conns.try_join_next().is_some() {}
+                match accepted {
+                    Ok((_stream, peer)) if shared.max_connections > 0 && conns.len() >= shared.max_connections => {
+                        tracing::debug!("influxdb receiver: {} connections open, closing the one from {peer}", conns.len());
+                    }
+                    Ok((stream, _)) => {
+                        conns.spawn(serve_connection(stream, shared.clone(), stopped.clone()).with_current_subscriber());
+                    }
+                    Err(e) => {
+                        tracing::warn!("influxdb receiver: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!("influxdb receiver: connection error: {e}");
+            }
+        }
+        _ = stopped.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// The JSON error body InfluxDB answers with on each API.
+fn error_body(api: Api, code: &str, message: &str) -> Bytes {
+    let v = match api {
+        Api::V1 => serde_json::json!({ "error": message }),
+        Api::V2 => serde_json::json!({ "code": code, "message": message }),
+    };
+    Bytes::from(v.to_string())
+}
+
+fn reply(status: StatusCode, body: Option<Bytes>) -> Reply {
+    let mut resp = Response::new(Full::new(body.clone().unwrap_or_default()));
+    *resp.status_mut() = status;
+    if body.is_some() {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    resp
+}
+
+fn error(shared: &Shared, api: Api, status: StatusCode, code: &str, message: String) -> Reply {
+    let counter = match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            &shared.stats.requests_throttled
+        }
+        _ => &shared.stats.requests_refused,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!("influxdb receiver: {status}: {message}");
+    let mut resp = reply(status, Some(error_body(api, code, &message)));
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+/// Query parameters of a request (percent-decoded).
+fn query(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
+    let (parts, body) = req.into_parts();
+    let api = match parts.uri.path() {
+        "/write" => Api::V1,
+        "/api/v2/write" => Api::V2,
+        "/ping" if matches!(parts.method, Method::GET | Method::HEAD) => {
+            return reply(StatusCode::NO_CONTENT, None)
+        }
+        other => {
+            let msg = format!("unknown path {other}: use /write or /api/v2/write");
+            return drain(
+                body,
+                shared,
+                error(shared, Api::V2, StatusCode::NOT_FOUND, "not found", msg),
+            )
+            .await;
+        }
+    };
+    if parts.method != Method::POST {
+        let mut resp = error(
+            shared,
+            api,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+            format!("method {} not allowed: use POST", parts.method),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return drain(body, shared, resp).await;
+    }
+    if let Some(rate) = &shared.rate {
+        if !rate.take() {
+            let resp = error(
+                shared,
+                api,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests",
+                "rate limit of the receiver exceeded (receiver.max_requests_per_second); retry later".into(),
+            );
+            return drain(body, shared, resp).await;
+        }
+    }
+    let params = query(&parts.uri);
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let precision_raw = param("precision").unwrap_or("");
+    let Some(precision) = Precision::parse(precision_raw) else {
+        let msg = format!("invalid precision {precision_raw:?}: use ns, us, ms or s");
+        return drain(
+            body,
+            shared,
+            error(shared, api, StatusCode::BAD_REQUEST, "invalid", msg),
+        )
+        .await;
+    };
+    let db = match api {
+        Api::V1 => param("db"),
+        Api::V2 => param("bucket"),
+    }
+    .filter(|d| !d.is_empty());
+    let extra: Vec<(String, String)> = db
+        .map(|d| ("db".to_string(), d.to_string()))
+        .into_iter()
+        .collect();
+    let coding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let gzip = match coding.as_deref() {
+        None | Some("") | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            let msg = format!("unsupported Content-Encoding {other:?}: use gzip or none");
+            let resp = error(
+                shared,
+                api,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                msg,
+            );
+            return drain(body, shared, resp).await;
+        }
+    };
+    let too_large = |what: &str| {
+        error(
+            shared,
+            api,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request too large",
+            format!("{what}request body larger than the receiver's limit of {} bytes (receiver.max_body_bytes)", shared.max_body),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > shared.max_body) {
+        return too_large("");
+    }
+    let limit = usize::try_from(shared.max_body).unwrap_or(usize::MAX);
+    let raw = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => {
+            return error(
+                shared,
+                api,
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout",
+                format!("request body not received within {READ_TIMEOUT:?}"),
+            )
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(""),
+        Ok(Err(e)) => {
+            return error(
+                shared,
+                api,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("reading the request body: {e}"),
+            )
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let body = if gzip {
+        match gunzip(&raw, shared.max_body) {
+            Ok(b) => Bytes::from(b),
+            Err(None) => return too_large("decompressed "),
+            Err(Some(e)) => {
+                return error(
+                    shared,
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("invalid gzip body: {e}"),
+                )
+            }
+        }
+    } else {
+        raw
+    };
+    deliver(api, &body, precision, &extra, shared)
+}
+
+/// Parses and emits a body; the answer (204, 400 partial, 503).
+fn deliver(
+    api: Api,
+    body: &[u8],
+    precision: Precision,
+    extra: &[(String, String)],
+    shared: &Shared,
+) -> Reply {
+    let parsed = lineproto::parse_body(body, precision, now_ns(), extra);
+    shared
+        .stats
+        .string_fields_skipped
+        .fetch_add(parsed.string_fields, Ordering::Relaxed);
+    let points = parsed.batch.item_count();
+    if points > 0 {
+        match (shared.emit)(parsed.batch) {
+            EmitStatus::Accepted => {
+                shared
+                    .stats
+                    .points_accepted
+                    .fetch_add(points, Ordering::Relaxed);
+            }
+            status => {
+                let why = if status == EmitStatus::Full {
+                    "the agent's queue is full"
+                } else {
+                    "the receiver is shutting down"
+                };
+                return error(
+                    shared,
+                    api,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{why}; retry later"),
+                );
+            }
+        }
+    }
+    if parsed.lines_bad > 0 {
+        shared
+            .stats
+            .lines_rejected
+            .fetch_add(parsed.lines_bad, Ordering::Relaxed);
+        let first: Vec<String> = parsed
+            .errors
+            .iter()
+            .map(|(n, e)| format!("line {n}: {e}"))
+            .collect();
+        let msg = format!(
+            "partial write: {} line(s) accepted, {} dropped (unable to parse): {}",
+            parsed.lines_ok,
+            parsed.lines_bad,
+            first.join("; ")
+        );
+        return error(shared, api, StatusCode::BAD_REQUEST, "invalid", msg);
+    }
+    shared.stats.requests_ok.fetch_add(1, Ordering::Relaxed);
+    reply(StatusCode::NO_CONTENT, None)
+}
+
+/// Reads and drops the body of a refused request so the connection stays usable.
+async fn drain(body: Incoming, shared: &Shared, resp: Reply) -> Reply {
+    let limit = usize::try_from(shared.max_body).unwrap_or(usize::MAX);
+    let _ = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    resp
+}
+
+/// Gunzips at most `max` bytes: `Err(None)` when larger, `Err(Some(why))` when not gzip.
+fn gunzip(data: &[u8], max: u64) -> Result<Vec<u8>, Option<String>> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(data).take(max.saturating_add(1));
+    dec.read_to_end(&mut out).map_err(|e| Some(e.to_string()))?;
+    if out.len() as u64 > max {
+        return Err(None);
+    }
+    Ok(out)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_percent_decoded() {
+        let uri: http::Uri = "/write?db=my%20db&precision=s&x=%zz&y=%".parse().unwrap();
+        assert_eq!(
+            query(&uri),
+            [
+                ("db".to_string(), "my db".to_string()),
+                ("precision".into(), "s".into()),
+                ("x".into(), "%zz".into()),
+                ("y".into(), "%".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn error_bodies_follow_each_api() {
+        assert_eq!(
+            &error_body(Api::V1, "invalid", "bad")[..],
+            br#"{"error":"bad"}"#
+        );
+        assert_eq!(
+            &error_body(Api::V2, "invalid", "bad")[..],
+            br#"{"code":"invalid","message":"bad"}"#
+        );
+    }
+
+    #[test]
+    fn gunzip_limits() {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&[b'a'; 100]).unwrap();
+        let gz = e.finish().unwrap();
+        assert_eq!(gunzip(&gz, 100).unwrap().len(), 100);
+        assert_eq!(gunzip(&gz, 99), Err(None));
+        assert!(matches!(gunzip(b"nope", 100), Err(Some(_))));
+    }
+}

@@ -1,0 +1,105 @@
+//! Runs one phase of the remote-write encoder on the 3,300-series request of
+//! `benches/remote_write.rs` a fixed number of times, for deterministic profiles:
+//! `valgrind --tool=callgrind target/release/examples/rw_profile <phase> <n>`
+//! (instructions per series = Ir of the phase / (n x 3,300)). Run natively it
+//! prints the fastest and the median wall time of the n runs.
+//!
+//! Phases: `full` (convert + encode_families + snappy), `convert`, `encode`
+//! (encode_families + snappy), `protobuf` (encode_families), `snappy`, `prost`
+//! (the previous build + prost + snappy).
+
+use std::time::Instant;
+
+use tfo_plugin_api::{Batch, KeyValue, Metric};
+use tfo_prometheus::encode::{convert, remote_write, Options};
+
+fn batch_3300() -> Batch {
+    let mut b = Batch::default();
+    for m in 0..33 {
+        for i in 0..100u32 {
+            b.metrics.push(Metric::gauge(
+                format!("node_benchmark_metric_{m}").as_str(),
+                "",
+                1_700_000_000_000_000_000 + i as u64,
+                (m * 100 + i as usize) as f64 * 0.25,
+                vec![
+                    KeyValue::new("cluster", "prod-eu-west-1"),
+                    KeyValue::new("namespace", "monitoring"),
+                    KeyValue::new("pod", format!("node-exporter-{}", i % 17).as_str()),
+                    KeyValue::new("instance", format!("10.0.{}.{}:9100", i / 50, i).as_str()),
+                    KeyValue::new("job", "node-exporter"),
+                    KeyValue::new(
+                        "device",
+                        format!("sd{}", (b'a' + (i % 26) as u8) as char).as_str(),
+                    ),
+                    KeyValue::new("mode", "idle"),
+                    KeyValue::new("cpu", (i % 8) as i64),
+                    KeyValue::new("series_id", i as i64),
+                ],
+            ));
+        }
+    }
+    b
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let phase = args.get(1).map(String::as_str).unwrap_or("full");
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let batch = batch_3300();
+    let opts = Options::default();
+    let families = convert(&batch, &opts).families;
+    let mut proto = Vec::new();
+    remote_write::encode_families(&families, 1, &mut proto);
+    let mut body = Vec::new();
+    let mut snappy = snap::raw::Encoder::new();
+    let mut times = Vec::with_capacity(n);
+    let mut sink = 0usize;
+    for _ in 0..n {
+        let t = Instant::now();
+        sink += match phase {
+            "full" => {
+                let f = convert(&batch, &opts).families;
+                proto.clear();
+                remote_write::encode_families(&f, 1, &mut proto);
+                remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
+                body.len()
+            }
+            "convert" => convert(&batch, &opts).families.len(),
+            "encode" => {
+                let mut p = Vec::new();
+                std::mem::swap(&mut p, &mut proto);
+                p.clear();
+                remote_write::encode_families(&families, 1, &mut p);
+                remote_write::compress_into(&mut snappy, &p, &mut body).unwrap();
+                proto = p;
+                body.len()
+            }
+            "protobuf" => {
+                proto.clear();
+                remote_write::encode_families(&families, 1, &mut proto)
+            }
+            "snappy" => {
+                remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
+                body.len()
+            }
+            "prost" => {
+                let r = remote_write::build(&families, 1);
+                remote_write::encode_body(&r).unwrap().len()
+            }
+            other => panic!("unknown phase {other}"),
+        };
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let series = 3300.0;
+    let best = times[0].as_secs_f64();
+    let median = times[times.len() / 2].as_secs_f64();
+    println!(
+        "{phase}: n={n} best {:.3} ms ({:.2} M series/s), median {:.3} ms ({:.2} M series/s) [{sink}]",
+        best * 1e3,
+        series / best / 1e6,
+        median * 1e3,
+        series / median / 1e6
+    );
+}
