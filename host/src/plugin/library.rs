@@ -162,15 +162,15 @@ impl std::fmt::Display for LoadError {
 }
 
 static LOAD_COUNTER: AtomicU64 = AtomicU64::new(0);
-static BIND_NOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static BIND_NOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Chooses `RTLD_NOW` (every symbol resolved at load, so a missing one is a load
-/// error) over `RTLD_LAZY` for later loads; both with `RTLD_LOCAL`. The one-shot
-/// commands (`plugins inspect|list|check`) use it. The daemon does not: measured here
-/// (glibc 2.36), each `RTLD_NOW` load of a Rust plugin left about 35 KiB that unload
-/// did not return (RSS +6.9 MB over 200 swaps, against +72 KiB lazily), which an
-/// agent that hot-swaps for months cannot afford. Windows has no lazy binding: there
-/// this has no effect.
+/// `RTLD_NOW` (the default: every symbol resolved at load, so a missing one is a
+/// load error, not a crash later) or `RTLD_LAZY`; always with `RTLD_LOCAL`. An
+/// earlier measurement blamed `RTLD_NOW` for ~35 KiB per load that unload did not
+/// return; measured again with the heap trimmed before reading RSS
+/// (host/tests/reload_leak.rs), 200 swaps under `RTLD_NOW` grow RSS by 0.2-0.3 MB in
+/// all, i.e. that was freed heap glibc had kept, not a leak. Lazy binding stays
+/// available for diagnosis. Windows has no lazy binding: there this has no effect.
 pub fn set_bind_now(on: bool) {
     BIND_NOW.store(on, Ordering::Relaxed);
 }
