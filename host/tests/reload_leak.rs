@@ -8,9 +8,14 @@ use std::fs;
 
 use common::*;
 
+/// Anonymous resident memory (heap, stacks, the libraries' writable data): what a
+/// leak grows. File-backed pages of the mapped libraries are left out: how much of
+/// the serving 6.8 MB debug plugin is resident depends on the page cache and
+/// fault-around, not on leaks (seen: +6.9 MB in one run, one library's worth, with
+/// no extra mapping); that the retired libraries are unmapped is checked directly.
 fn rss_kib() -> u64 {
     let s = fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -78,24 +83,36 @@ async fn swaps() {
     .await;
     let before = live_rss_kib();
     let swaps = 200;
-    for i in 20..20 + swaps {
-        swap(i);
-        mgr.rescan().await;
-        assert_eq!(
-            mgr.status("counter").unwrap().generation.generation,
-            i as u64 + 2
-        );
+    // Two halves, RSS read after each once its retirements are done: a leak grows
+    // in both; a one-off (glibc's cache of dead threads' stacks, seen as a single
+    // +6.9 MB step in some runs) in one only.
+    let mut samples = vec![before];
+    for half in 0..2 {
+        for i in 20 + half * swaps / 2..20 + (half + 1) * swaps / 2 {
+            swap(i);
+            mgr.rescan().await;
+            assert_eq!(
+                mgr.status("counter").unwrap().generation.generation,
+                i as u64 + 2
+            );
+        }
+        // Retirement runs in the background after the switch; wait until it is done.
+        let retired = (20 + (half + 1) * swaps / 2) as u64;
+        wait_until(60, "every retired library closed", || {
+            mgr.graveyard().unloaded >= retired
+        })
+        .await;
+        samples.push(live_rss_kib());
     }
-    // Retirement runs in the background after the switch; wait until it is done.
-    wait_until(60, "every retired library closed", || {
-        mgr.graveyard().unloaded >= (20 + swaps) as u64
-    })
-    .await;
-    let after = live_rss_kib();
-    let growth = after as i64 - before as i64;
+    let after = samples[2];
+    let halves = [
+        samples[1] as i64 - samples[0] as i64,
+        samples[2] as i64 - samples[1] as i64,
+    ];
+    let growth = halves[0].min(halves[1]);
     let g = mgr.graveyard();
     let mapped = mapped_shadow_files(mgr.shadow_dir());
-    eprintln!("200 swaps: RSS {before} KiB -> {after} KiB (growth {growth} KiB); graveyard {g:?}; mapped shadow files {mapped:?}");
+    eprintln!("200 swaps: anonymous RSS {before} KiB -> {after} KiB (growth per half {halves:?} KiB); graveyard {g:?}; mapped shadow files {mapped:?}");
     assert_eq!(g.still_mapped, 0, "{g:?}");
     assert_eq!(g.stuck_instances, 0);
     assert_eq!(
@@ -103,7 +120,14 @@ async fn swaps() {
         1,
         "only the serving generation may be mapped: {mapped:?}"
     );
-    assert!(growth < 2048, "RSS grew by {growth} KiB over {swaps} swaps");
+    assert!(
+        growth < 1024,
+        "RSS grew by {halves:?} KiB in the two halves of {swaps} swaps"
+    );
+    assert!(
+        halves[0].max(halves[1]) < 16 * 1024,
+        "RSS grew by {halves:?} KiB"
+    );
     // Shadow copies of retired generations are deleted too.
     let files = fs::read_dir(mgr.shadow_dir()).unwrap().count();
     assert_eq!(files, 1);

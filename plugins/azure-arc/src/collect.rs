@@ -602,9 +602,11 @@ impl Collector {
                 .unwrap_or_else(|| m.id.rsplit('/').next().unwrap_or("").to_string());
             let machine_id = m.id.clone();
             let arm = Arc::clone(&self.arm);
-            let sem = Arc::clone(&sem);
+            // Taken here, in the machines' order, not inside the task: spawned tasks
+            // start in any order, so with one permit the requests would too.
+            let permit = Arc::clone(&sem).acquire_owned().await;
             set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
+                let _permit = permit;
                 let what = format!("listing the extensions of {name}");
                 let r = arm.list(url, &what, deadline).await.map(|raw| {
                     let (extensions, _skipped) = map::parse_items(raw);
