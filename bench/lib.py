@@ -194,7 +194,8 @@ def install_plugin(src, dst):
     os.rename(tmp, dst)
 
 
-def agent_config(workdir, plugin_dir, integrations, http_port, extra=""):
+def agent_config(workdir, plugin_dir, integrations, http_port, extra="", batch_max_items=1000,
+                 queue_max_items=1000000):
     """Write an agent config (YAML) with the given `integrations:` block text."""
     path = os.path.join(workdir, "tfo-agent.yaml")
     with open(path, "w") as f:
@@ -206,9 +207,9 @@ def agent_config(workdir, plugin_dir, integrations, http_port, extra=""):
 http:
   listen: 127.0.0.1:{http_port}
 pipeline:
-  batch_max_items: 1000
+  batch_max_items: {batch_max_items}
   flush_interval: 1s
-  queue_max_items: 1000000
+  queue_max_items: {queue_max_items}
   queue_max_bytes: 268435456
 {extra}integrations:
 {integrations}"""

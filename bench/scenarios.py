@@ -910,7 +910,7 @@ def influx(args, work):
     listen: ""
     remote_write:
       url: {rw}
-""", http_port)
+""", http_port, batch_max_items=10000, queue_max_items=100000)
             v = subprocess.run([AGENT, "validate", "--config", cfg], capture_output=True, text=True)
             if v.returncode != 0:
                 ours_pending = (v.stdout + v.stderr).strip()[-500:]

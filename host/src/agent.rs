@@ -195,7 +195,7 @@ pub fn run(path: &Path) -> i32 {
                 return 1;
             }
         };
-        let mgr = match PluginManager::start(options(&config), specs).await {
+        let mgr = match PluginManager::prepare(options(&config), specs) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
@@ -203,10 +203,17 @@ pub fn run(path: &Path) -> i32 {
             }
         };
         mgr.mark_disabled(&config.disabled());
+        // The API answers while plugins load (every instance shows `Initializing`
+        // until its plugin is loaded and started).
         let reloads = Arc::new(ReloadStats::default());
         let state = Arc::new(ApiState { manager: mgr.clone(), token: config.http.token.clone(), reloads: reloads.clone() });
         let api_task = tokio::spawn(api::serve(listener, state));
         tracing::info!(listen = %config.http.listen, "status API on http://{}/health", config.http.listen);
+        if let Err(e) = mgr.load().await {
+            eprintln!("error: {}: {e}", path.display());
+            api_task.abort();
+            return 2;
+        }
         let all = mgr.statuses();
         for s in all.iter().filter(|s| s.state != crate::status::State::Disabled) {
             match &s.reason {

@@ -253,7 +253,7 @@ pub async fn metrics(state: &ApiState) -> String {
         env!("CARGO_PKG_VERSION"),
         tfo_plugin_api::PLUGIN_API_VERSION
     );
-    let counters: [Counter; 10] = [
+    let counters: [Counter; 11] = [
         (
             "tfo_agent_items_exported_total",
             "Items delivered by a sink.",
@@ -289,6 +289,11 @@ pub async fn metrics(state: &ApiState) -> String {
             "tfo_agent_items_collected_total",
             "Items produced by a source.",
             |s| s.items_collected,
+        ),
+        (
+            "tfo_agent_items_refused_total",
+            "Items a push source offered while a destination queue was full (answered Full: backpressure).",
+            |s| s.items_refused,
         ),
         (
             "tfo_agent_queue_items",

@@ -280,3 +280,101 @@ fn retry_after_from_a_rate_limited_backend_paces_the_retries() {
     );
     assert_eq!(values, (0..=max).collect::<Vec<_>>(), "no gap");
 }
+
+/// A plain HTTP/1.1 POST on loopback: the status code.
+fn http_post(port: u16, path: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Push sources get backpressure: with the sink's backend down, the InfluxDB
+/// receiver accepts until the sink's memory queue (60 items) is full, then answers
+/// 503/429 instead of the host evicting what it already accepted. When the backend
+/// comes back, every accepted point arrives, none is dropped, and the refusals are
+/// counted on the receiver's instance.
+#[test]
+fn a_push_source_is_refused_while_its_sink_queue_is_full() {
+    let (tmp, port) = setup();
+    let dir = tmp.path();
+    install(&dir.join("plugins"), &fixture("influxdb"), "influxdb");
+    fs::write(dir.join("down"), "").unwrap();
+    let rport = free_port();
+    let extra = format!(
+        "  influx:\n    enabled: true\n    plugin: influxdb\n    receiver:\n      listen: 127.0.0.1:{rport}\n"
+    );
+    let cfg = config_with(dir, port, "memory", false, &extra);
+    let run = start(dir, &cfg, port, 1);
+    run.wait_for(
+        |_| http_post(rport, "/write", "probe v=1000000").is_some(),
+        "the receiver",
+    );
+    // The probe was accepted (204) or refused: count it only when accepted.
+    let mut accepted: Vec<u64> = Vec::new();
+    let mut refused = 0;
+    let mut next = 0u64;
+    // 10 points per request; the window is 60 items, so refusals must start
+    // within a few requests once the batcher has handed the first ones over.
+    for _ in 0..400 {
+        let body: String = (next..next + 10).map(|v| format!("m v={v}\n")).collect();
+        match http_post(rport, "/write", &body) {
+            Some(204) => accepted.extend(next..next + 10),
+            Some(503) | Some(429) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        next += 10;
+        if refused >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        refused >= 20,
+        "the receiver was never refused: accepted {}",
+        accepted.len()
+    );
+    assert!(
+        !accepted.is_empty(),
+        "nothing was accepted before the queue filled"
+    );
+    let refused_items = run.counter("tfo_agent_items_refused_total", "influx");
+    assert!(
+        refused_items >= 200,
+        "refusals not counted: {refused_items}"
+    );
+    // Backend up: everything accepted arrives, nothing was dropped.
+    fs::remove_file(dir.join("down")).unwrap();
+    let want = accepted.len();
+    run.wait_for(
+        |_| received(dir).keys().filter(|v| **v < 1_000_000).count() >= want,
+        "every accepted point at the sink",
+    );
+    let got = received(dir);
+    let missing: Vec<u64> = accepted
+        .iter()
+        .copied()
+        .filter(|v| !got.contains_key(v))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "accepted but lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    let dropped = run.counter("tfo_agent_items_dropped_total", "sink");
+    assert_eq!(dropped, 0, "the sink queue evicted accepted data");
+    let log = run.kill(libc::SIGTERM);
+    eprintln!(
+        "push backpressure: {} points accepted, {refused} requests refused ({refused_items} items), 0 dropped, all delivered",
+        want
+    );
+    let _ = log;
+}

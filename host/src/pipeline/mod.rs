@@ -50,7 +50,11 @@ impl RouteSet {
 pub type Routes = Option<Arc<RouteSet>>;
 
 enum Msg {
-    Batch { routes: Routes, batch: Batch },
+    Batch {
+        routes: Routes,
+        batch: Batch,
+        pushed: bool,
+    },
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -138,6 +142,12 @@ impl Pipeline {
 
     /// Like [`publish`](Self::publish), restricted to `routes`.
     pub fn publish_routed(&self, batch: Arc<Batch>, routes: &Routes) -> usize {
+        self.publish_as(batch, routes, false)
+    }
+
+    /// `publish_routed`; `pushed`: the data came from a push source that was
+    /// admitted by [`has_room`](Self::has_room), so it is queued without evicting.
+    fn publish_as(&self, batch: Arc<Batch>, routes: &Routes, pushed: bool) -> usize {
         let types = batch.data_types();
         let list = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
@@ -145,15 +155,46 @@ impl Pipeline {
             if routes.as_ref().is_some_and(|rs| !rs.allows(&r.instance)) {
                 continue;
             }
-            r.queue.push(QueuedBatch::new(batch.clone()));
+            let qb = QueuedBatch::new(batch.clone());
+            if pushed {
+                r.queue.push_admitted(qb);
+            } else {
+                r.queue.push(qb);
+            }
             n += 1;
         }
         n
     }
 
+    /// Whether every sink `routes` leads to can take more. Push sources ask before
+    /// submitting: when a destination is full they get `Full` (backpressure to
+    /// their senders) rather than evicting data the agent already accepted.
+    /// Polled sources keep submitting: their collections cannot be slowed down, so
+    /// the oldest queued data gives way (counted as dropped).
+    pub fn has_room(&self, routes: &Routes) -> bool {
+        let list = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        !list
+            .iter()
+            .any(|r| routes.as_ref().is_none_or(|rs| rs.allows(&r.instance)) && r.queue.is_full())
+    }
+
     /// What sources call (collected batches and `emit`): batching, agent resource
     /// attributes, then fan-out. `Full` when the batcher cannot keep up.
-    pub fn submit(&self, mut batch: Batch, routes: &Routes) -> EmitStatus {
+    pub fn submit(&self, batch: Batch, routes: &Routes) -> EmitStatus {
+        self.submit_as(batch, routes, false)
+    }
+
+    /// What push sources call (`emit`): `Full`, without taking the batch, while a
+    /// destination queue is full ([`has_room`](Self::has_room)); once admitted, the
+    /// batch never evicts data the agent accepted earlier.
+    pub fn submit_pushed(&self, batch: Batch, routes: &Routes) -> EmitStatus {
+        if !self.has_room(routes) {
+            return EmitStatus::Full;
+        }
+        self.submit_as(batch, routes, true)
+    }
+
+    fn submit_as(&self, mut batch: Batch, routes: &Routes, pushed: bool) -> EmitStatus {
         if batch.is_empty() {
             return EmitStatus::Accepted;
         }
@@ -166,13 +207,14 @@ impl Pipeline {
             Some(tx) => match tx.try_send(Msg::Batch {
                 routes: routes.clone(),
                 batch,
+                pushed,
             }) {
                 Ok(()) => EmitStatus::Accepted,
                 Err(mpsc::error::TrySendError::Full(_)) => EmitStatus::Full,
                 Err(mpsc::error::TrySendError::Closed(_)) => EmitStatus::Closed,
             },
             None => {
-                self.publish_routed(Arc::new(batch), routes);
+                self.publish_as(Arc::new(batch), routes, pushed);
                 EmitStatus::Accepted
             }
         }
@@ -190,13 +232,15 @@ impl Pipeline {
 
     /// `emit` for push sources with all routes.
     pub fn emit(&self, batch: Batch) -> EmitStatus {
-        self.submit(batch, &None)
+        self.submit_pushed(batch, &None)
     }
 }
 
 struct Pending {
     routes: Routes,
     batch: Batch,
+    /// Part of it came from a push source (queued without evicting).
+    pushed: bool,
     since: tokio::time::Instant,
 }
 
@@ -209,11 +253,11 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
             sub = rx.recv() => match sub {
                 Some(Msg::Flush(ack)) => {
                     for p in pending.drain(..) {
-                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                        out.publish_as(Arc::new(p.batch), &p.routes, p.pushed);
                     }
                     let _ = ack.send(());
                 }
-                Some(Msg::Batch { routes, batch }) => {
+                Some(Msg::Batch { routes, batch, pushed }) => {
                     let slot = pending.iter_mut().position(|p| p.routes == routes && p.batch.resource == batch.resource);
                     let i = match slot {
                         Some(i) => {
@@ -221,21 +265,22 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
                             p.batch.metrics.extend(batch.metrics);
                             p.batch.spans.extend(batch.spans);
                             p.batch.logs.extend(batch.logs);
+                            p.pushed |= pushed;
                             i
                         }
                         None => {
-                            pending.push(Pending { routes, batch, since: tokio::time::Instant::now() });
+                            pending.push(Pending { routes, batch, pushed, since: tokio::time::Instant::now() });
                             pending.len() - 1
                         }
                     };
                     if pending[i].batch.item_count() >= max_items {
                         let p = pending.swap_remove(i);
-                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                        out.publish_as(Arc::new(p.batch), &p.routes, p.pushed);
                     }
                 }
                 None => {
                     for p in pending.drain(..) {
-                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                        out.publish_as(Arc::new(p.batch), &p.routes, p.pushed);
                     }
                     return;
                 }
@@ -246,7 +291,7 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
                 while i < pending.len() {
                     if now.duration_since(pending[i].since) >= flush {
                         let p = pending.swap_remove(i);
-                        out.publish_routed(Arc::new(p.batch), &p.routes);
+                        out.publish_as(Arc::new(p.batch), &p.routes, p.pushed);
                     } else {
                         i += 1;
                     }
@@ -291,5 +336,51 @@ mod tests {
         assert_eq!(p.publish_routed(batch(), &to_itself), 1);
         assert_eq!((mqtt.items(), prom.items()), (1, 1));
         assert_eq!(p.publish(batch()), 2, "no routes: every sink");
+    }
+
+    fn items(n: u64) -> Batch {
+        let mut b = Batch::default();
+        for i in 0..n {
+            b.metrics
+                .push(tfo_plugin_api::Metric::gauge("m", "1", 1, i as f64, vec![]));
+        }
+        b
+    }
+
+    #[test]
+    fn a_push_source_is_refused_while_a_destination_is_full_and_never_evicts() {
+        let p = Pipeline::default();
+        let full = sink(&p, "full");
+        let other = SinkQueue::new(150, 1 << 20, InstanceStatus::new("other", "x"));
+        p.add_sink("other", DataTypes::ALL, other.clone());
+        // Polled data fills "full" to its bound (100 items).
+        assert_eq!(p.submit(items(100), &None), EmitStatus::Accepted);
+        assert!(full.is_full());
+        // A push source routed to it is refused; the batch is not taken.
+        assert_eq!(p.submit_pushed(items(10), &None), EmitStatus::Full);
+        assert_eq!((full.items(), other.items()), (100, 100));
+        // Routed only to the sink with room, it is accepted.
+        let only_other: Routes = Some(Arc::new(RouteSet {
+            only: Some(vec!["other".into()]),
+            except: None,
+        }));
+        assert_eq!(
+            p.submit_pushed(items(10), &only_other),
+            EmitStatus::Accepted
+        );
+        assert_eq!(other.items(), 110);
+        // Admitted push data that overshoots the bound does not evict accepted data.
+        assert_eq!(
+            p.submit_pushed(items(50), &only_other),
+            EmitStatus::Accepted
+        );
+        assert_eq!(other.items(), 160, "nothing evicted");
+        assert_eq!(p.submit_pushed(items(1), &only_other), EmitStatus::Full);
+        // Polled data still makes room by evicting the oldest (counted).
+        assert_eq!(p.submit(items(10), &None), EmitStatus::Accepted);
+        assert_eq!(full.items(), 10, "the oldest batch (100 items) gave way");
+        let drained = std::iter::from_fn(|| full.try_pop()).count();
+        assert!(drained > 0);
+        assert!(!full.is_full());
     }
 }

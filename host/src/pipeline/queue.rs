@@ -254,6 +254,18 @@ impl SinkQueue {
     /// disk buffer: refusing the newest when the log is full). Returns the number of
     /// items dropped.
     pub fn push(&self, qb: QueuedBatch) -> u64 {
+        self.push_inner(qb, true)
+    }
+
+    /// Appends a batch whose source was admitted by [`is_full`](Self::is_full)
+    /// (a push source answered `Accepted`): it never evicts older batches, so the
+    /// memory queue may exceed its bound by what was in flight (the batcher's
+    /// pending data) when it filled. With a disk buffer it is the same as `push`.
+    pub fn push_admitted(&self, qb: QueuedBatch) -> u64 {
+        self.push_inner(qb, false)
+    }
+
+    fn push_inner(&self, qb: QueuedBatch, evict: bool) -> u64 {
         let mut dropped = 0;
         {
             let mut g = self.lock();
@@ -267,7 +279,8 @@ impl SinkQueue {
                 self.notify.notify_one();
                 return dropped;
             }
-            while !g.q.is_empty()
+            while evict
+                && !g.q.is_empty()
                 && (g.items + qb.items > self.max_items || g.bytes + qb.bytes > self.max_bytes)
             {
                 let old = g.q.pop_front().expect("non-empty");
@@ -322,6 +335,21 @@ impl SinkQueue {
                 return qb;
             }
             notified.await;
+        }
+    }
+
+    /// Whether a new batch would push something out: the memory queue is at its
+    /// item or byte limit, or the disk buffer is within 1/16 of its cap. Push sources
+    /// are told `Full` then (they can answer 429/503 and let the sender retry),
+    /// instead of having older accepted data evicted for theirs.
+    pub fn is_full(&self) -> bool {
+        let g = self.lock();
+        match &g.disk {
+            Some(d) => {
+                let cap = d.log.options().max_bytes;
+                d.log.bytes() >= cap - cap / 16
+            }
+            None => g.items >= self.max_items || g.bytes >= self.max_bytes,
         }
     }
 

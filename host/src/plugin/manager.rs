@@ -187,6 +187,20 @@ impl PluginManager {
         opts: ManagerOptions,
         specs: Vec<InstanceSpec>,
     ) -> Result<PluginManager, String> {
+        let mgr = Self::prepare(opts, specs)?;
+        mgr.load().await?;
+        Ok(mgr)
+    }
+
+    /// The first half of [`start`](Self::start): checks the directories and sets
+    /// up the pipeline and every instance's status (`Initializing`), without
+    /// loading anything. The agent starts its status API between `prepare` and
+    /// [`load`](Self::load), so the API answers while plugins load. Needs a tokio
+    /// runtime (the batcher task).
+    pub fn prepare(
+        opts: ManagerOptions,
+        specs: Vec<InstanceSpec>,
+    ) -> Result<PluginManager, String> {
         if !opts.plugin_dir.is_dir() {
             return Err(format!(
                 "plugins.dir {}: not a directory",
@@ -237,10 +251,19 @@ impl PluginManager {
                 pipeline,
             }),
         };
-        mgr.rescan().await;
+        Ok(mgr)
+    }
+
+    /// The second half of [`start`](Self::start): watches the plugin directory,
+    /// loads every plugin file and starts the configured instances, then rescans
+    /// periodically. The watch starts first so a file replaced during the first
+    /// scan is not missed.
+    pub async fn load(&self) -> Result<(), String> {
+        let mgr = self;
         if mgr.inner.opts.watch {
             mgr.spawn_watcher()?;
         }
+        mgr.rescan().await;
         if !mgr.inner.opts.rescan_interval.is_zero() {
             let weak = Arc::downgrade(&mgr.inner);
             let every = mgr.inner.opts.rescan_interval;
@@ -254,7 +277,7 @@ impl PluginManager {
                 }
             });
         }
-        Ok(mgr)
+        Ok(())
     }
 
     /// The pipeline sources publish into (tests and the agent's own producers).
@@ -380,8 +403,30 @@ impl PluginManager {
         // name -> files claiming it, and newly loaded libraries
         let mut claims: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
         let mut fresh: BTreeMap<String, Vec<LoadedLibrary>> = BTreeMap::new();
-        for (_, path) in &candidates {
-            let trusted = match files::trust(path, opts.allow_sha256.as_ref()) {
+        // Reading and hashing every file, then copying and loading the new ones, run
+        // in parallel (bounded by the cores): at start-up with 25 plugins that is most
+        // of the time to ready. Results are handled in directory order as before.
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+        ));
+        let checks: Vec<_> = candidates
+            .iter()
+            .map(|(_, path)| {
+                let (path, allow, limit) = (path.clone(), opts.allow_sha256.clone(), limit.clone());
+                tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || files::trust(&path, allow.as_ref()))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("trust check failed: {e}")))
+                })
+            })
+            .collect();
+        let mut to_load = Vec::new();
+        for ((_, path), check) in candidates.iter().zip(checks) {
+            let trusted = match check
+                .await
+                .unwrap_or_else(|e| Err(format!("trust check failed: {e}")))
+            {
                 Ok(t) => t,
                 Err(reason) => {
                     self.refuse(path, None, reason);
@@ -411,12 +456,19 @@ impl PluginManager {
             }
             let sha256 = trusted.sha256.clone();
             let shadow = self.inner.shadow.path().to_path_buf();
-            let loaded =
+            let limit = limit.clone();
+            let load = tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
                 tokio::task::spawn_blocking(move || library::load_on_fresh_thread(trusted, shadow))
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(library::LoadError(format!("loader task failed: {e}")))
-                    });
+                    .unwrap_or_else(|e| Err(library::LoadError(format!("loader task failed: {e}"))))
+            });
+            to_load.push((path.clone(), sha256, load));
+        }
+        for (path, sha256, load) in to_load {
+            let loaded = load
+                .await
+                .unwrap_or_else(|e| Err(library::LoadError(format!("loader task failed: {e}"))));
             match loaded {
                 Ok(lib) => {
                     let name = files::normalize_name(&lib.descriptor.name);
@@ -424,11 +476,11 @@ impl PluginManager {
                         .refused
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(path);
+                        .remove(&path);
                     claims.entry(name.clone()).or_default().push(path.clone());
                     fresh.entry(name).or_default().push(lib);
                 }
-                Err(e) => self.refuse(path, Some(sha256), e.0),
+                Err(e) => self.refuse(&path, Some(sha256), e.0),
             }
         }
 
@@ -452,9 +504,37 @@ impl PluginManager {
             }
         }
 
+        // Every instance of every new library is created and started at the same
+        // time (each on its own thread); then they are installed one by one.
+        let mut creating = Vec::new();
         for (name, mut libs) in fresh {
             let lib = Arc::new(libs.pop().expect("one library per name"));
-            self.install_library(&mut st, &name, lib).await;
+            let specs: Vec<InstanceSpec> = st
+                .specs
+                .values()
+                .filter(|s| s.plugin == name)
+                .cloned()
+                .collect();
+            let starts: Vec<_> = specs
+                .iter()
+                .map(|spec| {
+                    let (mgr, lib, spec) = (self.clone(), lib.clone(), spec.clone());
+                    tokio::spawn(async move { mgr.create_started(&lib, &spec).await })
+                })
+                .collect();
+            creating.push((name, lib, specs, starts));
+        }
+        for (name, lib, specs, starts) in creating {
+            let mut created = Vec::with_capacity(starts.len());
+            for start in starts {
+                created.push(
+                    start
+                        .await
+                        .unwrap_or_else(|e| Err(format!("start task failed: {e}"))),
+                );
+            }
+            self.install_library(&mut st, &name, lib, specs, created)
+                .await;
         }
 
         // Files that disappeared: drain and stop their instances.
@@ -512,21 +592,24 @@ impl PluginManager {
         }
     }
 
-    /// Starts or upgrades every instance of `name` on `lib`. Each instance moves on
-    /// its own: one whose new instance fails to start keeps its previous generation
+    /// Installs `lib` for every instance of `name` (`specs`), given the outcome of
+    /// creating and starting each one on it (`started`, same order), done
+    /// concurrently by the caller: running instances are upgraded, new ones get a
+    /// runner. Each instance moves on its own: one whose new instance fails to start keeps its previous generation
     /// (or stays unhealthy when it had none). A library no instance can use is
     /// refused until its file changes.
-    async fn install_library(&self, st: &mut State_, name: &str, lib: Arc<LoadedLibrary>) {
-        let specs: Vec<InstanceSpec> = st
-            .specs
-            .values()
-            .filter(|s| s.plugin == name)
-            .cloned()
-            .collect();
+    async fn install_library(
+        &self,
+        st: &mut State_,
+        name: &str,
+        lib: Arc<LoadedLibrary>,
+        specs: Vec<InstanceSpec>,
+        started: Vec<Result<InstanceWorker, String>>,
+    ) {
         let mut created = Vec::new();
         let mut last_failure = None;
-        for spec in &specs {
-            match self.create_started(&lib, spec).await {
+        for (spec, result) in specs.iter().zip(started) {
+            match result {
                 Ok(w) => created.push((spec.clone(), w)),
                 Err(e) => {
                     let why = format!(
@@ -623,12 +706,16 @@ impl PluginManager {
         let status = self.status_of(&spec.name);
         Some(Arc::new(move |b: tfo_plugin_api::Batch| {
             let n = b.item_count();
-            let r = p.submit(b, &routes);
-            if r == tfo_plugin_api::EmitStatus::Accepted {
-                status
+            let r = p.submit_pushed(b, &routes);
+            match r {
+                tfo_plugin_api::EmitStatus::Accepted => status
                     .items_collected
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
+                tfo_plugin_api::EmitStatus::Full => status
+                    .emits_refused
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
+                tfo_plugin_api::EmitStatus::Closed => 0,
+            };
             r
         }))
     }
@@ -728,6 +815,22 @@ impl PluginManager {
         left
     }
 
+    /// `stop_running` for several instances concurrently; the items left.
+    async fn stop_all(&self, list: Vec<Running>, drain: bool) -> u64 {
+        let stops: Vec<_> = list
+            .into_iter()
+            .map(|r| {
+                let mgr = self.clone();
+                tokio::spawn(async move { mgr.stop_running(r, drain).await })
+            })
+            .collect();
+        let mut left = 0;
+        for s in stops {
+            left += s.await.unwrap_or(0);
+        }
+        left
+    }
+
     /// Stops every instance and closes every library: sources first, then the
     /// batcher is flushed, then each sink drains its queue within the drain timeout.
     /// Returns the items left undelivered.
@@ -737,14 +840,13 @@ impl PluginManager {
         let (sources, sinks): (Vec<_>, Vec<_>) = running
             .into_values()
             .partition(|r| r.handle.queue.is_none());
-        for r in sources {
-            self.stop_running(r, false).await;
-        }
+        // All sources stop at once, then all sinks drain at once: the drain
+        // deadline applies to each sink in parallel, so stopping takes at most about
+        // one `shutdown_timeout`, not one per sink (a service manager would kill an
+        // agent whose 20 unreachable sinks drained one after the other).
+        self.stop_all(sources, false).await;
         self.inner.pipeline.flush().await;
-        let mut left = 0;
-        for r in sinks {
-            left += self.stop_running(r, true).await;
-        }
+        let left = self.stop_all(sinks, true).await;
         for (_, lib) in std::mem::take(&mut st.libraries) {
             self.inner.graveyard.bury(lib);
         }
