@@ -867,11 +867,17 @@ def influx(args, work):
     now = int(time.time() * 1e9)
     with open(body_path, "w") as f:
         for i in range(1000):
-            f.write(f"bench,host=h{i % 100},region=r{i % 7},series=s{i} usage_user={i % 97}.5,usage_system=2.5,usage_idle=96 {now}\n")
+            f.write(f"bench,host=h{i % 100},region=r{i % 7},series=s{i} usage_user={i % 97}.5,usage_system=2.5,usage_idle=96 TS\n")
+    # 500 bodies, each with its own timestamp (1 ms apart), posted in turn: the same
+    # series at the same timestamp is one sample (a remote-write sender keeps the last
+    # of equal timestamps), so identical bodies would not measure delivery.
     lua = os.path.join(work, "post.lua")
     with open(lua, "w") as f:
-        f.write(f'wrk.method = "POST"\nlocal f = io.open("{body_path}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-                'wrk.headers["Content-Type"] = "text/plain"\n')
+        f.write(f'local f = io.open("{body_path}", "rb")\nlocal base = f:read("*all")\nf:close()\n'
+                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "text/plain"\n'
+                'local ts = {' + ",".join(f'"{now + i * 1000000}"' for i in range(500)) + '}\n'
+                'local bodies = {}\nfor i = 1, 500 do bodies[i] = base:gsub("TS", ts[i]) end\n'
+                'local n = 0\nrequest = function()\n  n = n % 500 + 1\n  return wrk.format(nil, nil, nil, bodies[n])\nend\n')
     samples_per_req = 3000
     runs = {"vmagent": [], "ours": []}
     ours_pending = None

@@ -158,6 +158,7 @@ pub fn run_once(path: &Path) -> i32 {
 /// `tfo-agent run`: runs until SIGTERM/SIGINT; SIGHUP or a change of the config file
 /// reloads the integrations (an invalid new config is refused, the running one kept).
 pub fn run(path: &Path) -> i32 {
+    crate::plugin::platform::tune_allocator();
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,

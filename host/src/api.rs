@@ -291,9 +291,9 @@ pub async fn metrics(state: &ApiState) -> String {
             |s| s.items_collected,
         ),
         (
-            "tfo_agent_items_refused_total",
-            "Items a push source offered while a destination queue was full (answered Full: backpressure).",
-            |s| s.items_refused,
+            "tfo_agent_emits_refused_total",
+            "Push-source emits answered Full while a destination queue was full (backpressure).",
+            |s| s.emits_refused,
         ),
         (
             "tfo_agent_queue_items",

@@ -317,7 +317,9 @@ async fn spawn(
     let host = InstanceServices::handle(
         &lib.descriptor.name,
         name,
-        Some(Arc::new(|_| tfo_plugin_api::EmitStatus::Accepted)),
+        Some(Arc::new(|_: &tfo_plugin_api::Batch| {
+            tfo_plugin_api::EmitStatus::Accepted
+        })),
         Default::default(),
     );
     InstanceWorker::spawn(lib.clone(), name, config.to_string(), host).await

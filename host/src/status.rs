@@ -68,8 +68,9 @@ pub struct InstanceStatus {
     pub panics: Arc<AtomicU64>,
     /// Items collected or received (sources).
     pub items_collected: AtomicU64,
-    /// Items a push source offered while a destination queue was full, answered
-    /// `Full` (the source tells its sender to retry, or drops and counts).
+    /// Push-source `emit` calls answered `Full` because a destination queue was
+    /// full (batches, and a receiver's probe before it reads a request): the source
+    /// tells its sender to retry, or drops and counts.
     pub emits_refused: AtomicU64,
     /// Last export latency, microseconds.
     pub last_export_latency_us: AtomicU64,
@@ -111,8 +112,8 @@ pub struct StatusView {
     pub panics: u64,
     /// Items collected (sources).
     pub items_collected: u64,
-    /// Items refused to a push source because a destination queue was full.
-    pub items_refused: u64,
+    /// Push-source emits refused because a destination queue was full.
+    pub emits_refused: u64,
     /// Last export latency in seconds.
     pub last_export_latency_seconds: f64,
     /// Items waiting in the sink queue.
@@ -214,7 +215,7 @@ impl InstanceStatus {
             restarts: get(&self.restarts),
             panics: get(&self.panics),
             items_collected: get(&self.items_collected),
-            items_refused: get(&self.emits_refused),
+            emits_refused: get(&self.emits_refused),
             last_export_latency_seconds: get(&self.last_export_latency_us) as f64 / 1e6,
             queued_items: get(&self.queued_items),
             buffer_corrupt_records: get(&self.buffer_corrupt),

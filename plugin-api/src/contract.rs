@@ -316,7 +316,11 @@ pub trait HostServices: Send + Sync + Clone {
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>);
 
     /// Pushes a batch from a push source (MQTT subscription, eBPF ring buffer, OTLP
-    /// receiver). The host copies it into its own memory before returning.
+    /// receiver). The host copies it into its own memory before returning. `Full`
+    /// while a destination queue is full: the batch was not taken (answer the sender
+    /// 429/503, or drop and count). An empty batch asks without sending: the answer
+    /// is what a batch would get now, so a receiver can refuse a request before it
+    /// reads and decodes the body.
     fn emit(&self, batch: Batch) -> EmitStatus;
 
     /// Reports a caught panic (message and location) so it shows in logs and health.

@@ -53,7 +53,8 @@ struct HostState {
 }
 
 /// A host for tests: records log lines, emitted batches and panic reports; `emit`
-/// answers from a script ([`TestHost::answer`]), `Accepted` once it is empty.
+/// answers from a script ([`TestHost::answer`]), `Accepted` once it is empty (an
+/// empty batch, a probe, takes an answer from the script too but is not recorded).
 #[derive(Clone, Default)]
 pub struct TestHost {
     state: Arc<(Mutex<HostState>, Condvar)>,
@@ -72,7 +73,8 @@ impl HostServices for TestHost {
         let (m, c) = &*self.state;
         let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
         let answer = s.answers.pop_front().unwrap_or(EmitStatus::Accepted);
-        if answer == EmitStatus::Accepted {
+        // An empty batch is a probe (`emit` asks without sending): answered, not recorded.
+        if answer == EmitStatus::Accepted && !batch.is_empty() {
             s.batches.push(batch.clone());
         }
         c.notify_all();

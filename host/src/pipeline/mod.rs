@@ -188,10 +188,17 @@ impl Pipeline {
     /// destination queue is full ([`has_room`](Self::has_room)); once admitted, the
     /// batch never evicts data the agent accepted earlier.
     pub fn submit_pushed(&self, batch: Batch, routes: &Routes) -> EmitStatus {
+        self.submit_pushed_with(routes, || batch)
+    }
+
+    /// `submit_pushed` that makes the batch (the host's copy of a plugin's batch)
+    /// only once it is admitted. Answers for an empty batch too, so a push source
+    /// can ask before it reads and decodes a request (`emit` of an empty batch).
+    pub fn submit_pushed_with(&self, routes: &Routes, batch: impl FnOnce() -> Batch) -> EmitStatus {
         if !self.has_room(routes) {
             return EmitStatus::Full;
         }
-        self.submit_as(batch, routes, true)
+        self.submit_as(batch(), routes, true)
     }
 
     fn submit_as(&self, mut batch: Batch, routes: &Routes, pushed: bool) -> EmitStatus {
@@ -356,8 +363,10 @@ mod tests {
         // Polled data fills "full" to its bound (100 items).
         assert_eq!(p.submit(items(100), &None), EmitStatus::Accepted);
         assert!(full.is_full());
-        // A push source routed to it is refused; the batch is not taken.
+        // A push source routed to it is refused; the batch is not taken. An empty
+        // batch asks without sending and gets the same answer.
         assert_eq!(p.submit_pushed(items(10), &None), EmitStatus::Full);
+        assert_eq!(p.submit_pushed(Batch::default(), &None), EmitStatus::Full);
         assert_eq!((full.items(), other.items()), (100, 100));
         // Routed only to the sink with room, it is accepted.
         let only_other: Routes = Some(Arc::new(RouteSet {

@@ -704,16 +704,16 @@ impl PluginManager {
         let p = self.inner.pipeline.clone();
         let routes = routes_of(spec);
         let status = self.status_of(&spec.name);
-        Some(Arc::new(move |b: tfo_plugin_api::Batch| {
+        Some(Arc::new(move |b: &tfo_plugin_api::Batch| {
             let n = b.item_count();
-            let r = p.submit_pushed(b, &routes);
+            let r = p.submit_pushed_with(&routes, || b.clone());
             match r {
                 tfo_plugin_api::EmitStatus::Accepted => status
                     .items_collected
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
                 tfo_plugin_api::EmitStatus::Full => status
                     .emits_refused
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed),
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 tfo_plugin_api::EmitStatus::Closed => 0,
             };
             r

@@ -20,6 +20,8 @@
 //! - [`endpoint`]: the check of a configured `http(s)://` endpoint URL.
 //! - [`hex`]: lowercase hex of trace and span ids, which OTLP/JSON and most vendor
 //!   formats write as hex.
+//! - [`lineproto`]: the InfluxDB line protocol parser (in place, borrowing from
+//!   the input), shared by the influxdb receiver and the mqtt source.
 //! - [`config`]: serde helpers shared by plugin configs (durations written like the
 //!   agent's own config: `500ms`, `10s`, `5m`, `1h`, or a number of seconds).
 //! - `otlp` (cargo feature `otlp`): the agent's data model -> OTLP export requests
@@ -49,6 +51,7 @@ pub mod config;
 pub mod endpoint;
 pub mod hex;
 pub mod http;
+pub mod lineproto;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "otlp")]

@@ -442,6 +442,12 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
     if declared.is_some_and(|n| n > shared.max_body) {
         return too_large("");
     }
+    // Ask the agent first (an empty emit takes nothing): while its queue is full the
+    // request is refused before its body is parsed, so overload costs little CPU.
+    let probe = (shared.emit)(Batch::default());
+    if probe != EmitStatus::Accepted {
+        return drain(body, shared, unavailable(shared, api, probe)).await;
+    }
     let limit = usize::try_from(shared.max_body).unwrap_or(usize::MAX);
     let raw = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => {
@@ -485,6 +491,22 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
     deliver(api, &body, precision, &extra, shared)
 }
 
+/// The 503 for a batch the agent did not take (`Full` or `Closed`).
+fn unavailable(shared: &Shared, api: Api, status: EmitStatus) -> Reply {
+    let why = if status == EmitStatus::Full {
+        "the agent's queue is full"
+    } else {
+        "the receiver is shutting down"
+    };
+    error(
+        shared,
+        api,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{why}; retry later"),
+    )
+}
+
 /// Parses and emits a body; the answer (204, 400 partial, 503).
 fn deliver(
     api: Api,
@@ -507,20 +529,7 @@ fn deliver(
                     .points_accepted
                     .fetch_add(points, Ordering::Relaxed);
             }
-            status => {
-                let why = if status == EmitStatus::Full {
-                    "the agent's queue is full"
-                } else {
-                    "the receiver is shutting down"
-                };
-                return error(
-                    shared,
-                    api,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("{why}; retry later"),
-                );
-            }
+            status => return unavailable(shared, api, status),
         }
     }
     if parsed.lines_bad > 0 {

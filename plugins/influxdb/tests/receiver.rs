@@ -351,6 +351,87 @@ fn limits_and_backpressure() {
     shutdown(inst);
 }
 
+/// Overload, as InfluxDB documents it for both write APIs: 503 with a
+/// `Retry-After` in seconds and the API's JSON error body (`{"error": ...}` on
+/// 1.x, `{"code": "unavailable", "message": ...}` on 2.x, the `code` values of
+/// the 2.x API's `Error` schema), nothing of the request taken; the same when the
+/// instance is stopping (`emit` answered `Closed`).
+#[test]
+fn overload_answers_503_with_retry_after_and_influx_json_on_both_apis() {
+    if !have("curl") {
+        return;
+    }
+    let host = TestHost::default();
+    let (inst, addr) = start(&host, "");
+    let body = "cpu,host=a usage_idle=99,usage_user=1 1700000000000000000\nmem used=5i";
+    let json = |head: &str, text: &str| -> serde_json::Map<String, serde_json::Value> {
+        assert!(
+            head.contains("content-type: application/json; charset=utf-8"),
+            "{head}"
+        );
+        let retry = head
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .unwrap_or_else(|| panic!("no Retry-After: {head}"));
+        assert!(retry.trim().parse::<u32>().is_ok_and(|s| s >= 1), "{head}");
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(o)) => o,
+            other => panic!("not a JSON object: {text:?} {other:?}"),
+        }
+    };
+    host.answer(&[EmitStatus::Full, EmitStatus::Full, EmitStatus::Closed]);
+    // 1.x: {"error": "..."} and nothing else.
+    let (st, head, text) = curl(&[
+        "-XPOST",
+        &format!("http://{addr}/write?db=x"),
+        "--data-binary",
+        body,
+    ]);
+    assert_eq!(st, 503, "{text}");
+    let o = json(&head, &text);
+    assert_eq!(o.keys().collect::<Vec<_>>(), ["error"], "{text}");
+    assert!(
+        o["error"].as_str().unwrap().contains("queue is full"),
+        "{text}"
+    );
+    // 2.x: {"code": "unavailable", "message": "..."}.
+    let v2 = format!("http://{addr}/api/v2/write?org=o&bucket=b&precision=ns");
+    let (st, head, text) = curl(&["-XPOST", &v2, "--data-binary", body]);
+    assert_eq!(st, 503, "{text}");
+    let o = json(&head, &text);
+    assert_eq!(o.len(), 2, "{text}");
+    assert_eq!(o["code"], "unavailable", "{text}");
+    assert!(
+        o["message"].as_str().unwrap().contains("retry later"),
+        "{text}"
+    );
+    // Stopping: the same answer, another reason.
+    let (st, head, text) = curl(&["-XPOST", &v2, "--data-binary", body]);
+    assert_eq!(st, 503, "{text}");
+    let o = json(&head, &text);
+    assert!(
+        o["message"].as_str().unwrap().contains("shutting down"),
+        "{text}"
+    );
+    assert!(host.take_batches().is_empty());
+    assert!(host.take_batches().is_empty());
+    // The queue fills between the receiver's probe (an empty emit, before the body
+    // is read) and the parsed batch: the same 503, nothing taken.
+    host.answer(&[EmitStatus::Accepted, EmitStatus::Full]);
+    let (st, head, text) = curl(&["-XPOST", &v2, "--data-binary", body]);
+    assert_eq!(st, 503, "{text}");
+    assert!(json(&head, &text)["message"]
+        .as_str()
+        .unwrap()
+        .contains("queue is full"));
+    assert!(host.take_batches().is_empty());
+    // Room again: the same request is taken whole.
+    let (st, _, text) = curl(&["-XPOST", &v2, "--data-binary", body]);
+    assert_eq!(st, 204, "{text}");
+    assert_eq!(only_batch(&host).item_count(), 3);
+    shutdown(inst);
+}
+
 #[test]
 fn two_generations_share_the_port_and_shutdown_closes_it() {
     let host = TestHost::default();

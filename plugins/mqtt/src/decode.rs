@@ -30,16 +30,20 @@
 //! skipped; a message with none of them is malformed.
 //!
 //! ## Influx line protocol
-//! Parsed as the reference describes
-//! (<https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>):
+//! Parsed by the parser the influxdb receiver uses too
+//! ([`tfo_plugin_common::lineproto`], which follows the reference
+//! <https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/>):
 //! one point per line, `#` comment lines and blank lines skipped, escapes `\,` `\ `
 //! (measurement), `\,` `\=` `\ ` (tag keys, tag values, field keys), `\"` `\\`
-//! (string fields), and `\\` for a backslash; timestamps in nanoseconds. Each numeric
+//! (string fields), and `\\` for a backslash; timestamps in nanoseconds. A message
+//! is taken whole or not at all: its first bad line fails it. Each numeric
 //! field becomes a point: fields named `gauge` or `value` a gauge named after the
 //! measurement, `counter` a monotonic cumulative sum named after the measurement,
 //! any other field a gauge `<measurement>_<field>`; tags become attributes. Integer
 //! fields (`5i`, `5u`) are integer points, floats double points, booleans 1/0;
 //! string fields are ignored.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -47,6 +51,7 @@ use tfo_plugin_api::{
     AnyValue, Batch, DataPoint, HistogramValue, KeyValue, Metric, MetricKind, PointValue, Quantile,
     Resource, SummaryValue, Temporality,
 };
+use tfo_plugin_common::lineproto::{parse_line_into, FieldValue, Line};
 
 use crate::config::{Format, Mapping, Subscription, TimeUnit, ValueKind};
 
@@ -496,203 +501,28 @@ fn own_metric(v: &Value) -> Result<(Metric, Resource), String> {
 // ---------------------------------------------------------------------------
 // Influx line protocol
 
-/// One parsed field value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
-    /// `1.5`, `1`, `-2e3`.
-    Float(f64),
-    /// `5i`.
-    Int(i64),
-    /// `5u`.
-    UInt(u64),
-    /// `t`, `false`...
-    Bool(bool),
-    /// `"text"`.
-    Str(String),
-}
-
-/// One parsed line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    /// Measurement name.
-    pub measurement: String,
-    /// Tags in order.
-    pub tags: Vec<(String, String)>,
-    /// Fields in order.
-    pub fields: Vec<(String, FieldValue)>,
-    /// Timestamp in nanoseconds, when given.
-    pub timestamp: Option<i64>,
-}
-
-/// Parses a line-protocol payload (several lines allowed); an error names the line.
-pub fn parse_lines(text: &str) -> Result<Vec<Line>, String> {
-    let mut out = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        out.push(parse_line(trimmed).map_err(|e| format!("line {}: {e}", i + 1))?);
-    }
-    Ok(out)
-}
-
-/// Reads an element up to an unescaped character of `stops`; returns the unescaped
-/// text and the rest (starting at the stop character).
-fn read_until<'a>(s: &'a str, stops: &[u8], escapable: &[u8]) -> (String, &'a str) {
-    let b = s.as_bytes();
-    let mut out: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' && i + 1 < b.len() && (escapable.contains(&b[i + 1]) || b[i + 1] == b'\\') {
-            out.push(b[i + 1]);
-            i += 2;
-            continue;
-        }
-        if stops.contains(&c) {
-            break;
-        }
-        out.push(c);
-        i += 1;
-    }
-    // Only ASCII bytes were removed, at ASCII positions, so the text stays UTF-8.
-    (String::from_utf8_lossy(&out).into_owned(), &s[i..])
-}
-
-fn parse_line(line: &str) -> Result<Line, String> {
-    let (measurement, mut rest) = read_until(line, b", ", b", ");
-    if measurement.is_empty() {
-        return Err("missing measurement".into());
-    }
-    let mut tags = Vec::new();
-    while let Some(r) = rest.strip_prefix(',') {
-        let (key, r) = read_until(r, b"=, ", b",= ");
-        let r = r
-            .strip_prefix('=')
-            .ok_or_else(|| format!("tag {key:?} has no '='"))?;
-        let (value, r) = read_until(r, b", ", b",= ");
-        if key.is_empty() || value.is_empty() {
-            return Err("empty tag key or value".into());
-        }
-        tags.push((key, value));
-        rest = r;
-    }
-    let mut rest = rest
-        .strip_prefix(' ')
-        .ok_or("expected a space before the fields")?;
-    let mut fields = Vec::new();
-    loop {
-        let (key, r) = read_until(rest, b"=, ", b",= ");
-        let r = r
-            .strip_prefix('=')
-            .ok_or_else(|| format!("field {key:?} has no '='"))?;
-        if key.is_empty() {
-            return Err("empty field key".into());
-        }
-        let (value, r) = parse_field_value(r).map_err(|e| format!("field {key:?}: {e}"))?;
-        fields.push((key, value));
-        match r.strip_prefix(',') {
-            Some(r) => rest = r,
-            None => {
-                rest = r;
-                break;
-            }
-        }
-    }
-    let timestamp = if rest.is_empty() {
-        None
-    } else {
-        let t = rest
-            .strip_prefix(' ')
-            .ok_or_else(|| format!("unexpected {rest:?} after the fields"))?
-            .trim();
-        if t.is_empty() {
-            None
-        } else {
-            Some(
-                t.parse::<i64>()
-                    .map_err(|_| format!("invalid timestamp {t:?}"))?,
-            )
-        }
-    };
-    Ok(Line {
-        measurement,
-        tags,
-        fields,
-        timestamp,
-    })
-}
-
-fn parse_field_value(s: &str) -> Result<(FieldValue, &str), String> {
-    if let Some(body) = s.strip_prefix('"') {
-        let b = body.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'\\' if i + 1 < b.len() && (b[i + 1] == b'"' || b[i + 1] == b'\\') => {
-                    out.push(b[i + 1]);
-                    i += 2;
-                }
-                b'"' => {
-                    return Ok((
-                        FieldValue::Str(String::from_utf8_lossy(&out).into_owned()),
-                        &body[i + 1..],
-                    ))
-                }
-                c => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        }
-        return Err("unterminated string".into());
-    }
-    let end = s.find([',', ' ']).unwrap_or(s.len());
-    let (tok, rest) = s.split_at(end);
-    let value = match tok {
-        "t" | "T" | "true" | "True" | "TRUE" => FieldValue::Bool(true),
-        "f" | "F" | "false" | "False" | "FALSE" => FieldValue::Bool(false),
-        "" => return Err("empty value".into()),
-        t if t.ends_with('i') => FieldValue::Int(
-            t[..t.len() - 1]
-                .parse()
-                .map_err(|_| format!("invalid integer {t:?}"))?,
-        ),
-        t if t.ends_with('u') => FieldValue::UInt(
-            t[..t.len() - 1]
-                .parse()
-                .map_err(|_| format!("invalid unsigned integer {t:?}"))?,
-        ),
-        t => {
-            // Rust also reads "inf" and "NaN", which line protocol does not have.
-            let ok = t
-                .bytes()
-                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'));
-            let v: f64 = if ok { t.parse().ok() } else { None }
-                .ok_or_else(|| format!("invalid value {t:?}"))?;
-            FieldValue::Float(v)
-        }
-    };
-    Ok((value, rest))
-}
-
+/// Line protocol -> metrics: the shared parser ([`tfo_plugin_common::lineproto`],
+/// the same one the influxdb receiver uses), all or nothing (a message is one unit:
+/// the first bad line fails it, named by its number), timestamps in nanoseconds.
 fn decode_influx(payload: &[u8], now: u64) -> Result<Vec<Metric>, String> {
-    let text = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
-    let lines = parse_lines(text)?;
+    if let Err(e) = std::str::from_utf8(payload) {
+        return Err(format!("not UTF-8: {e}"));
+    }
     let mut out = Vec::new();
-    for line in lines {
+    let mut line = Line::default();
+    for (n, raw) in payload.split(|b| *b == b'\n').enumerate() {
+        if !parse_line_into(raw, &mut line).map_err(|e| format!("line {}: {e}", n + 1))? {
+            continue;
+        }
         let time = match line.timestamp {
             None => now,
             Some(t) if t >= 0 => t as u64,
-            Some(t) => return Err(format!("timestamp {t} is before 1970")),
+            Some(t) => return Err(format!("line {}: timestamp {t} is before 1970", n + 1)),
         };
         let attrs: Vec<KeyValue> = line
             .tags
             .iter()
-            .map(|(k, v)| KeyValue::new(k.as_str(), v.as_str()))
+            .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref()))
             .collect();
         for (field, value) in &line.fields {
             let v = match value {
@@ -705,10 +535,11 @@ fn decode_influx(payload: &[u8], now: u64) -> Result<Vec<Metric>, String> {
                 FieldValue::Bool(b) => PointValue::Double(if *b { 1.0 } else { 0.0 }),
                 FieldValue::Str(_) => continue,
             };
-            let (name, counter) = match field.as_str() {
-                "gauge" | "value" => (line.measurement.clone(), false),
-                "counter" => (line.measurement.clone(), true),
-                f => (format!("{}_{f}", line.measurement), false),
+            let measurement: &str = &line.measurement;
+            let (name, counter) = match field.as_ref() {
+                "gauge" | "value" => (Cow::Borrowed(measurement), false),
+                "counter" => (Cow::Borrowed(measurement), true),
+                f => (Cow::Owned(format!("{measurement}_{f}")), false),
             };
             let mut m = if counter {
                 Metric::counter(&name, "", 0, time, 0.0, attrs.clone())

@@ -1,115 +1,8 @@
-//! Golden tests: the examples of the line protocol reference
-//! (<https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/>).
+//! The receiver's mapping of request bodies; the parser's own golden tests (the
+//! examples of the line protocol reference) are in `tfo_plugin_common::lineproto`.
 
 use super::*;
 use tfo_plugin_api::AnyValue;
-
-fn line(s: &str) -> Line {
-    parse_line(s.as_bytes()).unwrap().unwrap()
-}
-
-fn tags(l: &Line) -> Vec<(&str, &str)> {
-    l.tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
-}
-
-#[test]
-fn reference_example_with_everything() {
-    let l =
-        line("myMeasurement,tag1=value1,tag2=value2 fieldKey=\"fieldValue\" 1556813561098000000");
-    assert_eq!(l.measurement, "myMeasurement");
-    assert_eq!(tags(&l), [("tag1", "value1"), ("tag2", "value2")]);
-    assert_eq!(
-        l.fields,
-        [("fieldKey".to_string(), FieldValue::Str("fieldValue".into()))]
-    );
-    assert_eq!(l.timestamp, Some(1556813561098000000));
-}
-
-#[test]
-fn field_types() {
-    let l = line("m f=1.0,g=1,h=-1.5e3,i=12i,j=-12i,u=12u,s=\"x\",b1=t,b2=T,b3=true,b4=True,b5=TRUE,b6=f,b7=F,b8=false,b9=False,b10=FALSE");
-    let v: Vec<&FieldValue> = l.fields.iter().map(|(_, v)| v).collect();
-    assert_eq!(v[0], &FieldValue::Float(1.0));
-    assert_eq!(v[1], &FieldValue::Float(1.0));
-    assert_eq!(v[2], &FieldValue::Float(-1500.0));
-    assert_eq!(v[3], &FieldValue::Int(12));
-    assert_eq!(v[4], &FieldValue::Int(-12));
-    assert_eq!(v[5], &FieldValue::UInt(12));
-    assert_eq!(v[6], &FieldValue::Str("x".into()));
-    for b in &v[7..12] {
-        assert_eq!(*b, &FieldValue::Bool(true));
-    }
-    for b in &v[12..] {
-        assert_eq!(*b, &FieldValue::Bool(false));
-    }
-    assert_eq!(l.timestamp, None);
-}
-
-#[test]
-fn reference_escaping_examples() {
-    // "Special characters" section of the reference.
-    let l = line(r#"my\ Measurement fieldKey="string value""#);
-    assert_eq!(l.measurement, "my Measurement");
-    let l = line(r#"myMeasurement fieldKey="\"string\" within a string""#);
-    assert_eq!(
-        l.fields[0].1,
-        FieldValue::Str(r#""string" within a string"#.into())
-    );
-    let l = line(r#"myMeasurement,tag\ Key1=tag\ Value1,tag\ Key2=tag\ Value2 fieldKey=100"#);
-    assert_eq!(
-        tags(&l),
-        [("tag Key1", "tag Value1"), ("tag Key2", "tag Value2")]
-    );
-    let l = line(r#"myMeasurement,tagKey=🍭 fieldKey="Launch 🚀" 1556813561098000000"#);
-    assert_eq!(tags(&l), [("tagKey", "🍭")]);
-    assert_eq!(l.fields[0].1, FieldValue::Str("Launch 🚀".into()));
-    // Backslashes: `\\` is one, a lone one before an ordinary character is literal.
-    let l = line(r#"myMeasurement fieldKey="\\""#);
-    assert_eq!(l.fields[0].1, FieldValue::Str("\\".into()));
-    let l = line(r#"my\Measurement,t\=k=v\,1 f\ k=1"#);
-    assert_eq!(l.measurement, r"my\Measurement");
-    assert_eq!(tags(&l), [("t=k", "v,1")]);
-    assert_eq!(l.fields[0].0, "f k");
-    // `=` needs no escape in a measurement.
-    assert_eq!(line("a=b f=1").measurement, "a=b");
-}
-
-#[test]
-fn comments_blank_lines_and_crlf() {
-    assert_eq!(parse_line(b"# a comment").unwrap(), None);
-    assert_eq!(parse_line(b"").unwrap(), None);
-    assert_eq!(parse_line(b"   ").unwrap(), None);
-    assert_eq!(line("m f=1 10\r").timestamp, Some(10));
-}
-
-#[test]
-fn bad_lines_say_why() {
-    for (bad, why) in [
-        ("m", "missing fields"),
-        ("m ", "missing field key"),
-        (",t=v f=1", "missing measurement"),
-        ("m,t f=1", "no value"),
-        ("m,t= f=1", "empty value"),
-        ("m f", "no value"),
-        ("m f=", "invalid value"),
-        ("m f=abc", "invalid value"),
-        ("m f=inf", "invalid value"),
-        ("m f=NaN", "invalid value"),
-        ("m f=1.5i", "invalid value"),
-        ("m f=-1u", "invalid value"),
-        ("m f=99999999999999999999i", "invalid value"),
-        ("m f=\"open", "unterminated"),
-        ("m f=1 12x", "invalid timestamp"),
-        ("m f=1 1 2", "after the timestamp"),
-        ("m f=1\"x", "invalid value"),
-    ] {
-        let e = parse_line(bad.as_bytes()).unwrap_err();
-        assert!(e.contains(why), "{bad:?}: {e}");
-    }
-}
 
 #[test]
 fn body_maps_fields_to_gauges_and_keeps_good_lines() {
@@ -218,5 +111,151 @@ fn arbitrary_bytes_never_panic() {
             buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
         }
         let _ = parse_body(&buf, Precision::Ns, 1, &[]);
+    }
+}
+
+/// The mapping written the obvious way (the receiver's code before it was made
+/// fast): one name string and one hash lookup per field, attributes built per
+/// point. `parse_body` must give exactly the same batch.
+fn naive(body: &[u8], precision: Precision, now: u64, extra: &[(String, String)]) -> Parsed {
+    let mut out = Parsed::default();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut metrics: Vec<Metric> = Vec::new();
+    for (n, raw) in body.split(|b| *b == b'\n').enumerate() {
+        let line = match parse_line(raw) {
+            Ok(None) => continue,
+            Ok(Some(l)) => l,
+            Err(e) => {
+                out.reject(n + 1, e);
+                continue;
+            }
+        };
+        let time = match line.timestamp {
+            None => now,
+            Some(t) => match u64::try_from(i128::from(t) * i128::from(precision.nanos())) {
+                Ok(ns) => ns,
+                Err(_) => {
+                    out.reject(
+                        n + 1,
+                        format!("timestamp {t} out of range (before 1970 or after 2554)"),
+                    );
+                    continue;
+                }
+            },
+        };
+        out.lines_ok += 1;
+        let mut attrs: Vec<KeyValue> = line
+            .tags
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref()))
+            .collect();
+        for (k, v) in extra {
+            if !line.tags.iter().any(|(t, _)| t == k) {
+                attrs.push(KeyValue::new(k.as_str(), v.as_str()));
+            }
+        }
+        for (key, value) in &line.fields {
+            let value = match value {
+                FieldValue::Float(f) => PointValue::Double(*f),
+                FieldValue::Int(i) => PointValue::Int(*i),
+                FieldValue::UInt(u) => match i64::try_from(*u) {
+                    Ok(i) => PointValue::Int(i),
+                    Err(_) => PointValue::Double(*u as f64),
+                },
+                FieldValue::Bool(b) => PointValue::Int(i64::from(*b)),
+                FieldValue::Str(_) => {
+                    out.string_fields += 1;
+                    continue;
+                }
+            };
+            let name = format!("{}_{}", line.measurement, key);
+            let point = DataPoint {
+                attributes: attrs.clone().into(),
+                start_time_unix_nano: 0,
+                time_unix_nano: time,
+                value,
+            };
+            match index.get(&name) {
+                Some(&i) => metrics[i].points.push(point),
+                None => {
+                    index.insert(name.clone(), metrics.len());
+                    let mut m = Metric::gauge(&name, "", 0, 0.0, vec![]);
+                    m.points = vec![point].into();
+                    metrics.push(m);
+                }
+            }
+        }
+    }
+    out.batch.metrics = metrics.into();
+    out
+}
+
+#[test]
+fn mapping_matches_the_naive_one() {
+    let fixed: &[&[u8]] = &[
+        // Same measurement, fields moving between positions, a field set that
+        // changes, string fields first and last, names that collide (`a_b` + `c` and
+        // `a` + `b_c` are one metric), escapes, the `db` tag present or not.
+        b"cpu,host=a x=1,y=2\ncpu,host=b y=3,x=4\ncpu,host=c x=5\ncpu z=6,x=7,y=8 9\n\
+          mem s=\"a\",used=1i\nmem used=2i,s=\"b\"\nmem s=\"only\"\n\
+          a_b c=1\na b_c=2\nmy\\ m,t\\=k=v\\,1 f\\ k=1\nm,db=own f=1,g=t\nbad\nm f=1 -1\n",
+        b"",
+        b"\n\n# only comments\n",
+    ];
+    let extra = [("db".to_string(), "q".to_string())];
+    for body in fixed {
+        for ex in [&extra[..], &[]] {
+            assert_eq!(
+                parse_body(body, Precision::S, 7, ex),
+                naive(body, Precision::S, 7, ex)
+            );
+        }
+    }
+    // Random bodies over a small vocabulary, so names and field orders repeat.
+    let mut x: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = |k: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % k
+    };
+    for _ in 0..300 {
+        let mut body = String::new();
+        for _ in 0..next(30) {
+            body.push_str(["cpu", "mem", "a_b", "a", "disk\\ io"][next(5) as usize]);
+            for t in 0..next(3) {
+                body.push_str(&format!(",t{t}=v{}", next(4)));
+            }
+            if next(5) == 0 {
+                body.push_str(",db=own");
+            }
+            body.push(' ');
+            for f in 0..next(4) + 1 {
+                if f > 0 {
+                    body.push(',');
+                }
+                let key = ["x", "y", "b_c", "z", "s"][next(5) as usize];
+                let value = [
+                    "1",
+                    "2.5",
+                    "3i",
+                    "4u",
+                    "t",
+                    "\"s\"",
+                    "18446744073709551615u",
+                ][next(7) as usize];
+                body.push_str(&format!("{key}={value}"));
+            }
+            if next(2) == 0 {
+                body.push_str(&format!(" {}", next(1000)));
+            }
+            body.push('\n');
+        }
+        let ex = if next(2) == 0 { &extra[..] } else { &[] };
+        assert_eq!(
+            parse_body(body.as_bytes(), Precision::Ms, 7, ex),
+            naive(body.as_bytes(), Precision::Ms, 7, ex),
+            "{body}"
+        );
     }
 }

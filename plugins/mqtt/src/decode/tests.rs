@@ -5,6 +5,7 @@ use crate::{
     config::{Format, Mapping, Subscription, TimeUnit, TopicTemplate, ValueKind},
     encode,
 };
+use tfo_plugin_common::lineproto::parse_lines;
 
 const NOW: u64 = 1_700_000_000_000_000_000;
 
