@@ -215,6 +215,7 @@ pub fn run(path: &Path) -> i32 {
             api_task.abort();
             return 2;
         }
+        crate::plugin::platform::release_free_memory();
         let all = mgr.statuses();
         for s in all.iter().filter(|s| s.state != crate::status::State::Disabled) {
             match &s.reason {

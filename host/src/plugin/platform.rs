@@ -656,3 +656,19 @@ pub fn tune_allocator() -> bool {
 pub fn tune_allocator() -> bool {
     false
 }
+
+/// Gives memory freed after a burst back to the kernel (`malloc_trim`). Called after
+/// plugins are loaded: loading reads each plugin file into memory to hash and copy
+/// it, and with the thresholds of [`tune_allocator`] that space would otherwise stay
+/// resident for the life of the agent (~1.5 MiB with the default config).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free pages; safe at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Nothing to do where the allocator is not glibc's.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
