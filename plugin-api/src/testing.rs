@@ -204,3 +204,49 @@ pub fn create(
         RResult::RErr(e) => Err(e),
     }
 }
+
+/// A global allocator for allocation-count tests: forwards to the system allocator
+/// and counts allocations and reallocations per thread, so a test can bound what a
+/// hot path allocates per item (issue 9) and fail when a per-item allocation comes
+/// back. Declare it in a test binary of its own (it replaces the allocator of the
+/// whole binary):
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOC: tfo_plugin_api::testing::CountingAllocator =
+///     tfo_plugin_api::testing::CountingAllocator;
+/// let (allocations, result) = tfo_plugin_api::testing::count_allocations(|| work());
+/// ```
+pub struct CountingAllocator;
+
+std::thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        std::alloc::System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        std::alloc::System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        std::alloc::System.realloc(p, l, n)
+    }
+}
+
+/// Allocations counted on this thread so far (0 unless [`CountingAllocator`] is the
+/// binary's global allocator).
+pub fn allocations() -> u64 {
+    ALLOCATIONS.with(std::cell::Cell::get)
+}
+
+/// Allocations (and reallocations) `f` makes on this thread, and its result.
+pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = allocations();
+    let r = f();
+    (allocations() - before, r)
+}

@@ -4,45 +4,18 @@
 //! binary. Run with `cargo test -p tfo-agent --lib alloc_tests -- --nocapture` to
 //! see the figures; the bound makes a per-item allocation on this path fail.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use tfo_plugin_api::{Batch, KeyValue, Metric};
 
 use super::{queue::SinkQueue, BatchSettings, Pipeline};
 use crate::status::InstanceStatus;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
+    tfo_plugin_api::testing::CountingAllocator;
 
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+use tfo_plugin_api::testing::allocations as allocs;
 
 /// What a source emits: `n` gauges with two attributes.
 fn source_batch(n: usize) -> Batch {

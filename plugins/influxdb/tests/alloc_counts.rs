@@ -10,45 +10,16 @@
 //! Run with `cargo test -p tfo-plugin-influxdb --test alloc_counts -- --nocapture`
 //! to see the figures.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-};
-
 use tfo_influxdb::lineproto::{parse_body, Precision};
 
 #[path = "../benches/support/body.rs"]
 mod body;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
+    tfo_plugin_api::testing::CountingAllocator;
 
-/// Allocations (and reallocations) made by `f` on this thread.
-fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.with(Cell::get);
-    let r = f();
-    (ALLOCS.with(Cell::get) - before, r)
-}
+use tfo_plugin_api::testing::count_allocations as count;
 
 #[test]
 fn parse_body_allocates_what_the_data_model_owns_and_little_more() {

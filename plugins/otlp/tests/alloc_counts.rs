@@ -4,43 +4,14 @@
 //!
 //! Run with `cargo test -p tfo-plugin-otlp --test alloc_counts -- --nocapture`.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-};
-
 use prost::Message as _;
 use tfo_plugin_api::{Batch, KeyValue, Metric};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
+    tfo_plugin_api::testing::CountingAllocator;
 
-/// Allocations (and reallocations) made by `f` on this thread.
-fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.with(Cell::get);
-    let r = f();
-    (ALLOCS.with(Cell::get) - before, r)
-}
+use tfo_plugin_api::testing::count_allocations as count;
 
 /// The plugin-boundary bench's batch: 1,000 gauges, three attributes each.
 fn batch_1000() -> Batch {
