@@ -493,6 +493,12 @@ async fn receive(
             too_large(),
         );
     }
+    // Ask the agent first (an empty emit takes nothing): while its queue is full the
+    // request is refused before its body is read and decoded.
+    let probe = (shared.emit)(Batch::default());
+    if probe != EmitStatus::Accepted {
+        return unavailable(shared, probe, encoding);
+    }
     let limit = usize::try_from(shared.max_body).unwrap_or(usize::MAX);
     let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => {
@@ -546,6 +552,30 @@ async fn receive(
     deliver(signal, encoding, converted, shared)
 }
 
+/// The 503 (with `Retry-After`) for a request of which nothing was taken: the
+/// agent's queue is full or the receiver is stopping.
+fn unavailable(shared: &Shared, status: EmitStatus, encoding: Encoding) -> Reply {
+    shared
+        .stats
+        .requests_throttled
+        .fetch_add(1, Ordering::Relaxed);
+    let why = if status == EmitStatus::Full {
+        "the agent's queue is full"
+    } else {
+        "the receiver is shutting down"
+    };
+    tracing::debug!("otlp receiver: 503: {why}");
+    let mut resp = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::UNAVAILABLE,
+        format!("{why}; retry later"),
+        encoding,
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    resp
+}
+
 /// Emits the batches and builds the answer (200, 200 with partial success, or 503).
 fn deliver(signal: Signal, encoding: Encoding, mut converted: Converted, shared: &Shared) -> Reply {
     let batches = std::mem::take(&mut converted.batches);
@@ -563,25 +593,7 @@ fn deliver(signal: Signal, encoding: Encoding, mut converted: Converted, shared:
             status => {
                 if accepted == 0 {
                     // Nothing taken yet: the client may retry the whole request.
-                    shared
-                        .stats
-                        .requests_throttled
-                        .fetch_add(1, Ordering::Relaxed);
-                    let why = if status == EmitStatus::Full {
-                        "the agent's queue is full"
-                    } else {
-                        "the receiver is shutting down"
-                    };
-                    tracing::debug!("otlp receiver: 503: {why}");
-                    let mut resp = error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        code::UNAVAILABLE,
-                        format!("{why}; retry later"),
-                        encoding,
-                    );
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-                    return resp;
+                    return unavailable(shared, status, encoding);
                 }
                 full = Some(status);
                 dropped += n;

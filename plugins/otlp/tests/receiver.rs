@@ -589,9 +589,16 @@ fn a_full_host_gets_503_with_retry_after() {
     let st: Status = serde_json::from_slice(&r.body).unwrap();
     assert!(st.message.contains("shutting down"), "{}", st.message);
 
-    // The first resource taken, then full: retrying would duplicate it, so the
-    // rest is a partial success.
+    // The queue fills between the receiver's probe (an empty emit before the body
+    // is read) and the first batch: 503 as well, nothing taken.
     h.answer(&[EmitStatus::Accepted, EmitStatus::Full]);
+    let r = post(addr, "/v1/traces", PROTOBUF, &body);
+    assert_eq!(r.status, 503);
+    assert!(h.take_batches().is_empty());
+
+    // The first resource taken, then full: retrying would duplicate it, so the
+    // rest is a partial success. (The first answer is the probe's.)
+    h.answer(&[EmitStatus::Accepted, EmitStatus::Accepted, EmitStatus::Full]);
     let r = post(addr, "/v1/traces", PROTOBUF, &body);
     assert_eq!(r.status, 200);
     let ps = ExportTraceServiceResponse::decode(&r.body[..])
