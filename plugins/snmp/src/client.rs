@@ -125,8 +125,19 @@ pub struct Session {
     pub requests_sent: u64,
     /// Received datagrams that were ignored (undecodable, wrong id, bad MAC).
     pub ignored_datagrams: u64,
+    /// Sockets created so far (a new one after a network error), for tests.
+    pub sockets_created: u64,
     last_ignored: Option<String>,
+    /// The receive buffer (room for the largest UDP payload), kept across
+    /// requests: a fresh zeroed 64 KiB per request cost more than decoding the
+    /// answer (the zeroing, and glibc consolidating its free lists on every free
+    /// of it). Never zeroed: datagrams are received into its spare capacity, so
+    /// only the pages answers actually reach become resident.
+    recv_buf: Vec<u8>,
 }
+
+/// Size of the receive buffer: the largest UDP payload.
+const RECV_BUF_LEN: usize = 65536;
 
 /// A random 64-bit seed from the standard library's per-process random keys.
 fn random_u64() -> u64 {
@@ -153,7 +164,9 @@ impl Session {
             engine: None,
             requests_sent: 0,
             ignored_datagrams: 0,
+            sockets_created: 0,
             last_ignored: None,
+            recv_buf: Vec::new(),
         }
     }
 
@@ -204,6 +217,7 @@ impl Session {
                 .await
                 .map_err(|e| SnmpError::Network(format!("cannot reach {addr}: {e}")))?;
             self.socket = Some(s);
+            self.sockets_created += 1;
         }
         Ok(self.socket.as_ref().expect("just set"))
     }
@@ -249,7 +263,36 @@ impl Session {
         let attempts = self.target.retries + 1;
         let timeout = self.target.timeout;
         let mut ids = Vec::with_capacity(attempts as usize);
-        let mut buf = vec![0u8; 65536];
+        // Taken out of `self` for the duration (`build` and `accept` borrow the
+        // session), put back on every way out.
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        if buf.capacity() < RECV_BUF_LEN {
+            buf = Vec::with_capacity(RECV_BUF_LEN);
+        }
+        let r = self
+            .exchange_with(
+                attempts,
+                timeout,
+                &mut ids,
+                &mut buf,
+                &mut build,
+                &mut accept,
+            )
+            .await;
+        self.recv_buf = buf;
+        r
+    }
+
+    /// The loop of [`Session::exchange`], with its buffers passed in.
+    async fn exchange_with<T>(
+        &mut self,
+        attempts: u32,
+        timeout: std::time::Duration,
+        ids: &mut Vec<i32>,
+        buf: &mut Vec<u8>,
+        build: &mut impl FnMut(&mut Self, i32) -> Result<Vec<u8>, SnmpError>,
+        accept: &mut impl FnMut(&mut Self, &[u8], &[i32]) -> Result<Option<T>, SnmpError>,
+    ) -> Result<T, SnmpError> {
         self.last_ignored = None;
         for _ in 0..attempts {
             let id = self.next_id();
@@ -267,7 +310,10 @@ impl Session {
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 let sock = self.socket.as_ref().expect("socket made above");
-                let got = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+                // Into the spare capacity (at least RECV_BUF_LEN octets): a
+                // larger datagram is cut there, as by a buffer of that size.
+                buf.clear();
+                let got = match tokio::time::timeout_at(deadline, sock.recv_buf(buf)).await {
                     Err(_) => break, // this attempt timed out
                     Ok(Err(e)) => {
                         self.socket = None;
@@ -278,7 +324,7 @@ impl Session {
                     }
                     Ok(Ok(n)) => n,
                 };
-                if let Some(v) = accept(self, &buf[..got], &ids)? {
+                if let Some(v) = accept(self, &buf[..got], ids)? {
                     return Ok(v);
                 }
             }
@@ -289,23 +335,27 @@ impl Session {
     /// Sends one request PDU (its request-id is set per attempt) and returns the
     /// Response PDU.
     pub async fn request(&mut self, pdu: &Pdu) -> Result<ResponsePdu, SnmpError> {
-        match self.target.security.clone() {
-            Security::V1 { community } => {
-                self.community_request(CommunityVersion::V1, community, pdu)
-                    .await
+        match &self.target.security {
+            Security::V1 { .. } => self.community_request(CommunityVersion::V1, pdu).await,
+            Security::V2c { .. } => self.community_request(CommunityVersion::V2c, pdu).await,
+            Security::V3(user) => {
+                let user = user.clone();
+                self.v3_request(&user, pdu).await
             }
-            Security::V2c { community } => {
-                self.community_request(CommunityVersion::V2c, community, pdu)
-                    .await
-            }
-            Security::V3(user) => self.v3_request(&user, pdu).await,
+        }
+    }
+
+    /// The community of a v1 / v2c target (empty for v3, never asked).
+    fn community(&self) -> &[u8] {
+        match &self.target.security {
+            Security::V1 { community } | Security::V2c { community } => community,
+            Security::V3(_) => &[],
         }
     }
 
     async fn community_request(
         &mut self,
         version: CommunityVersion,
-        community: Vec<u8>,
         pdu: &Pdu,
     ) -> Result<ResponsePdu, SnmpError> {
         let want_version = match version {
@@ -313,12 +363,13 @@ impl Session {
             CommunityVersion::V2c => 1,
         };
         self.exchange(
-            |_, id| {
-                let p = Pdu {
-                    request_id: id,
-                    ..pdu.clone()
-                };
-                Ok(encode::community_message(version, &community, &p))
+            |s, id| {
+                Ok(encode::community_message_with_id(
+                    version,
+                    s.community(),
+                    pdu,
+                    id,
+                ))
             },
             |s, datagram, ids| {
                 let m = match message::decode_community(datagram) {
@@ -328,7 +379,7 @@ impl Session {
                         return Ok(None);
                     }
                 };
-                if m.version != want_version || m.community != community {
+                if m.version != want_version || m.community != s.community() {
                     s.ignore("a response for another version or community".into());
                     return Ok(None);
                 }
@@ -740,7 +791,9 @@ impl Session {
                         "walking {root}: the agent returned {oid} after {cursor} (OIDs not increasing)"
                     )));
                 }
-                cursor = oid.clone();
+                // Copied into the cursor's own buffer: no allocation per variable.
+                cursor.0.clear();
+                cursor.0.extend_from_slice(oid.arcs());
                 found += 1;
                 if found > MAX_WALK_VARBINDS {
                     return Err(SnmpError::Agent(format!(
@@ -849,6 +902,94 @@ mod tests {
         );
         assert_eq!(s.ignored_datagrams, 2);
         assert_eq!(s.requests_sent, 1);
+    }
+
+    /// One socket serves every request of a session, across collections; a
+    /// network error (here the ICMP port unreachable of a closed port) drops it
+    /// and the next request makes a new one.
+    #[tokio::test]
+    async fn the_socket_is_kept_and_made_again_after_a_network_error() {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut s = Session::new(target(
+            serde_json::json!({"address": addr.to_string(), "timeout": "2s", "retries": 0}),
+        ));
+        let e = s.get(&[oid("1.3.6.1.2.1.1.5.0")]).await.unwrap_err();
+        assert!(matches!(e, SnmpError::Network(_)), "{e}");
+        assert_eq!(s.sockets_created, 1);
+        // The agent comes up on that port.
+        let sock = UdpSocket::bind(addr).await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let m = decode_community(&buf[..n]).unwrap();
+                let vars = m
+                    .pdu
+                    .varbinds
+                    .into_iter()
+                    .map(|(o, _)| (o, Value::Integer(1)))
+                    .collect();
+                let r = response(CommunityVersion::V2c, m.pdu.request_id, 0, 0, vars);
+                let _ = sock.send_to(&r, from).await;
+            }
+        });
+        for round in 0..3 {
+            let got = s.get(&[oid("1.3.6.1.2.1.1.5.0")]).await.unwrap();
+            assert_eq!(got.len(), 1, "round {round}");
+        }
+        assert_eq!(
+            s.sockets_created, 2,
+            "one new socket after the error, then kept"
+        );
+        assert_eq!(s.requests_sent, 4);
+    }
+
+    /// Each attempt is encoded with its own request-id, and the bytes are those of
+    /// the PDU with that id.
+    #[tokio::test]
+    async fn retries_carry_fresh_request_ids() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let addr = fake_agent(move |req| {
+            let m = decode_community(req).unwrap();
+            let mut seen = seen2.lock().unwrap();
+            seen.push((m.pdu.request_id, req.to_vec()));
+            if seen.len() < 3 {
+                return vec![]; // time out the first two attempts
+            }
+            vec![response(
+                CommunityVersion::V2c,
+                m.pdu.request_id,
+                0,
+                0,
+                vec![],
+            )]
+        })
+        .await;
+        let mut s = Session::new(target(
+            serde_json::json!({"address": addr.to_string(), "timeout": "100ms", "retries": 2}),
+        ));
+        let pdu = Pdu::get_bulk(0, 0, 25, &[oid("1.3.6.1.2.1.2.2.1")]);
+        s.request(&pdu).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        let mut ids: Vec<u32> = seen.iter().map(|(i, _)| *i).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        for (id, bytes) in seen.iter() {
+            let p = Pdu {
+                request_id: *id as i32,
+                ..pdu.clone()
+            };
+            assert_eq!(
+                bytes,
+                &community_message(CommunityVersion::V2c, b"public", &p)
+            );
+        }
     }
 
     #[tokio::test]

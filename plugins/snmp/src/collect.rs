@@ -12,6 +12,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -106,9 +107,13 @@ struct Series {
 
 /// Counter bookkeeping of one target: start times, last values, and the agent's
 /// sysUpTime to notice restarts.
+///
+/// Series are keyed by metric name, then instance index, so that looking a known
+/// series up (every counter of every collection) borrows the name and index
+/// instead of allocating a key.
 #[derive(Debug, Default)]
 pub struct CounterState {
-    series: HashMap<(String, Vec<u32>), Series>,
+    series: HashMap<String, HashMap<Vec<u32>, Series>>,
     last_poll_ns: Option<u64>,
     last_uptime_ticks: Option<u32>,
 }
@@ -119,18 +124,32 @@ impl CounterState {
     /// decrease (a Counter32 wrap or a reset: the new count began after it).
     fn start_for(&mut self, name: &str, index: &[u32], value: u64, now_ns: u64) -> u64 {
         let prev_poll = self.last_poll_ns;
+        let update = |s: &mut Series| {
+            if value < s.last {
+                s.start_ns = prev_poll.unwrap_or(now_ns);
+            }
+            s.last = value;
+            s.start_ns
+        };
+        // A known series (every collection after the first): two lookups, no key
+        // allocated.
+        if let Some(s) = self
+            .series
+            .get_mut(name)
+            .and_then(|by_index| by_index.get_mut(index))
+        {
+            return update(s);
+        }
         let s = self
             .series
-            .entry((name.to_string(), index.to_vec()))
+            .entry(name.to_string())
+            .or_default()
+            .entry(index.to_vec())
             .or_insert(Series {
                 start_ns: now_ns,
                 last: value,
             });
-        if value < s.last {
-            s.start_ns = prev_poll.unwrap_or(now_ns);
-        }
-        s.last = value;
-        s.start_ns
+        update(s)
     }
 
     /// Called with the agent's sysUpTime before the counters of a collection: a
@@ -142,7 +161,7 @@ impl CounterState {
                 let restart = now_ns
                     .saturating_sub(u64::from(ticks) * 10_000_000)
                     .max(prev);
-                for s in self.series.values_mut() {
+                for s in self.series.values_mut().flat_map(|m| m.values_mut()) {
                     s.start_ns = restart;
                 }
             }
@@ -217,6 +236,74 @@ fn seconds_point(v: &Value) -> Option<PointValue> {
     }
 }
 
+/// One target's variables (what the GET and the walks returned), sorted by OID.
+///
+/// Why not a `BTreeMap`: the answers arrive almost in order, so one sort of a
+/// vector (linear on sorted runs) and binary searches cost a fraction of a tree's
+/// node allocations and OID comparisons per insert, and the mapping to metrics
+/// only ever asks for one OID or for one subtree.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Vars(Vec<(Oid, Value)>);
+
+impl Vars {
+    /// From bindings in any order; of several bindings of one OID the last one
+    /// wins, as inserting them in turn into a map would.
+    pub fn from_unsorted(mut v: Vec<(Oid, Value)>) -> Self {
+        // The usual case (a GET and walks of disjoint subtrees in plan order):
+        // already strictly increasing, nothing to sort (no scratch buffer).
+        if v.is_sorted_by(|a, b| a.0 < b.0) {
+            return Vars(v);
+        }
+        // Stable: bindings of one OID keep their order, and `dedup_by` keeps the
+        // first of a run, so each later one is swapped into its place first.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+        Vars(v)
+    }
+
+    /// The value of one OID.
+    pub fn get(&self, oid: &[u32]) -> Option<&Value> {
+        self.0
+            .binary_search_by(|(o, _)| o.arcs().cmp(oid))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// The bindings in the subtree under `root` (`root` itself included), in
+    /// order: a contiguous run, since they are sorted.
+    pub fn subtree(&self, root: &[u32]) -> &[(Oid, Value)] {
+        let start = self.0.partition_point(|(o, _)| o.arcs() < root);
+        let n = self.0[start..]
+            .iter()
+            .take_while(|(o, _)| o.arcs().starts_with(root))
+            .count();
+        &self.0[start..start + n]
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when nothing was fetched.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<BTreeMap<Oid, Value>> for Vars {
+    fn from(m: BTreeMap<Oid, Value>) -> Self {
+        Vars(m.into_iter().collect())
+    }
+}
+
 /// Metrics of one collection, merged by name.
 #[derive(Default, Debug)]
 pub struct MetricSet {
@@ -228,7 +315,6 @@ impl MetricSet {
     /// Adds a point to the metric `name`, creating it on first use. A point whose
     /// kind disagrees with the metric's (an agent answering one column with two
     /// types) is dropped.
-    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         name: &str,
@@ -237,45 +323,94 @@ impl MetricSet {
         counter: bool,
         point: DataPoint,
     ) {
+        let i = self.slot(name, description, unit, counter);
+        self.push(i, counter, point);
+    }
+
+    /// The position of the metric `name`, created (with no point yet) when it
+    /// is new, with the kind a `counter` (or not) point gives it. Lets a caller
+    /// adding many points to one metric (a table column) look its name up once.
+    pub fn slot(&mut self, name: &str, description: &str, unit: &str, counter: bool) -> usize {
+        if let Some(i) = self.by_name.get(name) {
+            return *i;
+        }
+        let mut m = Metric::gauge(name, unit, 0, 0.0, vec![]);
+        // Emptied, not replaced: its buffer takes the first points.
+        m.points.clear();
+        m.description = description.into();
+        if counter {
+            m.kind = MetricKind::Sum;
+            m.temporality = Temporality::Cumulative;
+            m.is_monotonic = true;
+        }
+        self.metrics.push(m);
+        self.by_name
+            .insert(name.to_string(), self.metrics.len() - 1);
+        self.metrics.len() - 1
+    }
+
+    /// Adds a point to the metric at `slot` (from [`MetricSet::slot`]); dropped,
+    /// as in [`MetricSet::add`], when its kind differs from the metric's.
+    pub fn push(&mut self, slot: usize, counter: bool, point: DataPoint) {
         let kind = if counter {
             MetricKind::Sum
         } else {
             MetricKind::Gauge
         };
-        let i = match self.by_name.get(name) {
-            Some(i) => *i,
-            None => {
-                let mut m = Metric::gauge(name, unit, 0, 0.0, vec![]);
-                m.points = Default::default();
-                m.description = description.into();
-                m.kind = kind;
-                if counter {
-                    m.temporality = Temporality::Cumulative;
-                    m.is_monotonic = true;
-                }
-                self.metrics.push(m);
-                self.by_name
-                    .insert(name.to_string(), self.metrics.len() - 1);
-                self.metrics.len() - 1
-            }
-        };
-        if self.metrics[i].kind == kind {
-            self.metrics[i].points.push(point);
+        let m = &mut self.metrics[slot];
+        if m.kind == kind {
+            m.points.push(point);
         } else {
             tracing::debug!(
-                metric = name,
+                metric = m.name.as_str(),
                 "dropped a point whose type differs from the metric's"
             );
         }
     }
 
-    /// Merges another set into this one.
+    /// Merges another set into this one: its metrics in their order, each one's
+    /// points appended to the metric of the same name (dropped when the kinds
+    /// differ), as adding them one by one would.
     pub fn extend(&mut self, other: MetricSet) {
         for m in other.metrics {
-            let counter = m.kind == MetricKind::Sum;
-            for p in m.points.into_iter() {
-                self.add(&m.name, &m.description, &m.unit, counter, p);
+            match self.by_name.get(m.name.as_str()) {
+                None => {
+                    self.by_name
+                        .insert(m.name.as_str().to_string(), self.metrics.len());
+                    self.metrics.push(m);
+                }
+                Some(i) => {
+                    let mine = &mut self.metrics[*i];
+                    if mine.kind == m.kind {
+                        mine.points.extend(m.points);
+                    } else {
+                        tracing::debug!(
+                            metric = m.name.as_str(),
+                            points = m.points.len(),
+                            "dropped points whose type differs from the metric's"
+                        );
+                    }
+                }
             }
+        }
+    }
+
+    /// Records the set's extent (metrics, and points of each) in `points`, and
+    /// returns the number of metrics, for [`MetricSet::roll_back`].
+    pub fn mark(&self, points: &mut Vec<usize>) -> usize {
+        points.clear();
+        points.extend(self.metrics.iter().map(|m| m.points.len()));
+        self.metrics.len()
+    }
+
+    /// Forgets everything added since [`MetricSet::mark`] returned `metrics` and
+    /// filled `points`.
+    pub fn roll_back(&mut self, metrics: usize, points: &[usize]) {
+        for m in self.metrics.drain(metrics..) {
+            self.by_name.remove(m.name.as_str());
+        }
+        for (m, n) in self.metrics.iter_mut().zip(points) {
+            m.points.truncate(*n);
         }
     }
 
@@ -308,7 +443,8 @@ struct PointCtx<'a> {
 }
 
 fn point(ctx: &PointCtx<'_>, extra: Vec<KeyValue>, start: u64, value: PointValue) -> DataPoint {
-    let mut attributes = ctx.base.to_vec();
+    let mut attributes = Vec::with_capacity(ctx.base.len() + extra.len());
+    attributes.extend_from_slice(ctx.base);
     attributes.extend(extra);
     DataPoint {
         attributes: attributes.into(),
@@ -318,67 +454,62 @@ fn point(ctx: &PointCtx<'_>, extra: Vec<KeyValue>, start: u64, value: PointValue
     }
 }
 
-/// Adds the point of one built-in object.
+/// Adds the point of one built-in object. `attrs` are all its attributes but the
+/// text of an info object (target, index and row labels, built once per row);
+/// `slot` caches the metric's position across the points of one column.
 #[allow(clippy::too_many_arguments)]
 fn add_object(
     out: &mut MetricSet,
     counters: &mut CounterState,
-    ctx: &PointCtx<'_>,
+    now: u64,
     o: &Object,
     index: &[u32],
-    mut labels: Vec<KeyValue>,
+    attrs: &[KeyValue],
     value: &Value,
+    slot: &mut Option<usize>,
 ) {
-    match o.kind {
-        ObjKind::Label => {}
+    let (start, pv, info) = match o.kind {
+        ObjKind::Label => return,
         ObjKind::Counter => {
             let (Some(raw), Some(pv)) = (as_u64(value), number_point(value)) else {
                 return;
             };
-            let start = counters.start_for(o.name, index, raw, ctx.now);
-            out.add(
-                o.name,
-                o.description,
-                o.unit,
-                true,
-                point(ctx, labels, start, pv),
-            );
+            (counters.start_for(o.name, index, raw, now), pv, None)
         }
         ObjKind::Gauge => {
-            if let Some(pv) = number_point(value) {
-                out.add(
-                    o.name,
-                    o.description,
-                    o.unit,
-                    false,
-                    point(ctx, labels, 0, pv),
-                );
-            }
+            let Some(pv) = number_point(value) else {
+                return;
+            };
+            (0, pv, None)
         }
         ObjKind::Seconds => {
-            if let Some(pv) = seconds_point(value) {
-                out.add(
-                    o.name,
-                    o.description,
-                    o.unit,
-                    false,
-                    point(ctx, labels, 0, pv),
-                );
-            }
+            let Some(pv) = seconds_point(value) else {
+                return;
+            };
+            (0, pv, None)
         }
         ObjKind::Info => {
-            if let Some(text) = render(value, o.render) {
-                labels.push(KeyValue::new(o.name, text));
-                out.add(
-                    o.name,
-                    o.description,
-                    o.unit,
-                    false,
-                    point(ctx, labels, 0, PointValue::Int(1)),
-                );
-            }
+            let Some(text) = render(value, o.render) else {
+                return;
+            };
+            (0, PointValue::Int(1), Some(KeyValue::new(o.name, text)))
         }
-    }
+    };
+    let counter = o.kind == ObjKind::Counter;
+    let mut attributes = Vec::with_capacity(attrs.len() + usize::from(info.is_some()));
+    attributes.extend_from_slice(attrs);
+    attributes.extend(info);
+    let i = *slot.get_or_insert_with(|| out.slot(o.name, o.description, o.unit, counter));
+    out.push(
+        i,
+        counter,
+        DataPoint {
+            attributes: attributes.into(),
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            value: pv,
+        },
+    );
 }
 
 /// Attributes named `names` from an instance index: one arc each, the last name
@@ -386,10 +517,14 @@ fn add_object(
 /// index is not the scalar `.0`.
 pub fn index_attributes(names: &[&str], index: &[u32]) -> Vec<KeyValue> {
     let dotted = |arcs: &[u32]| {
-        arcs.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(".")
+        let mut s = String::with_capacity(arcs.len() * 4);
+        for (i, a) in arcs.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            let _ = write!(s, "{a}");
+        }
+        s
     };
     if names.is_empty() {
         return if index.is_empty() || index == [0] {
@@ -398,7 +533,7 @@ pub fn index_attributes(names: &[&str], index: &[u32]) -> Vec<KeyValue> {
             vec![KeyValue::new("index", dotted(index))]
         };
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(names.len());
     for (i, n) in names.iter().enumerate() {
         let part = if i + 1 == names.len() {
             index.get(i..).unwrap_or(&[])
@@ -416,65 +551,75 @@ pub fn index_attributes(names: &[&str], index: &[u32]) -> Vec<KeyValue> {
 pub fn build_metrics(
     plan: &Plan,
     target: &Target,
-    vars: &BTreeMap<Oid, Value>,
+    vars: &Vars,
     counters: &mut CounterState,
     now: u64,
     out: &mut MetricSet,
 ) {
     let base = target_attributes(target);
     let ctx = PointCtx { base: &base, now };
-    let uptime = Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 3, 0]);
-    if let Some(Value::TimeTicks(t)) = vars.get(&uptime) {
+    if let Some(Value::TimeTicks(t)) = vars.get(&[1, 3, 6, 1, 2, 1, 1, 3, 0]) {
         counters.observe_uptime(*t, now);
     }
+    let mut oid: Vec<u32> = Vec::with_capacity(32);
     for g in &plan.scalars {
-        let base_oid = Oid::from_slice(g.base);
         for o in g.objects {
-            if let Some(v) = vars.get(&base_oid.child(&[o.sub, 0])) {
-                add_object(out, counters, &ctx, o, &[0], vec![], v);
+            oid.clear();
+            oid.extend_from_slice(g.base);
+            oid.extend_from_slice(&[o.sub, 0]);
+            if let Some(v) = vars.get(&oid) {
+                add_object(out, counters, now, o, &[0], &base, v, &mut None);
             }
         }
     }
     for t in &plan.tables {
-        let entry = Oid::from_slice(t.entry);
         // Row labels: the table's own label columns, then foreign ones.
-        let mut row_labels: BTreeMap<Vec<u32>, Vec<KeyValue>> = BTreeMap::new();
+        let mut row_labels: BTreeMap<&[u32], Vec<KeyValue>> = BTreeMap::new();
         for c in t.columns.iter().filter(|c| c.kind == ObjKind::Label) {
-            let col = entry.child(&[c.sub]);
-            for (oid, v) in vars.range(col.clone()..) {
-                let Some(index) = oid.suffix(&col) else { break };
+            oid.clear();
+            oid.extend_from_slice(t.entry);
+            oid.push(c.sub);
+            for (o, v) in vars.subtree(&oid) {
                 if let Some(text) = render(v, c.render) {
                     row_labels
-                        .entry(index.to_vec())
+                        .entry(&o.arcs()[oid.len()..])
                         .or_default()
                         .push(KeyValue::new(c.name, text));
                 }
             }
         }
         for f in t.foreign_labels {
-            let col = Oid::from_slice(f.column);
-            for (oid, v) in vars.range(col.clone()..) {
-                let Some(index) = oid.suffix(&col) else { break };
+            for (o, v) in vars.subtree(f.column) {
                 if let Some(text) = render(v, Render::Text) {
                     row_labels
-                        .entry(index.to_vec())
+                        .entry(&o.arcs()[f.column.len()..])
                         .or_default()
                         .push(KeyValue::new(f.name, text));
                 }
             }
         }
+        // Every attribute of a row's points (target, index, row labels), built on
+        // the row's first point and cloned for the others.
+        let mut rows: BTreeMap<&[u32], Vec<KeyValue>> = BTreeMap::new();
         for c in t.columns.iter().filter(|c| c.kind != ObjKind::Label) {
-            let col = entry.child(&[c.sub]);
-            for (oid, v) in vars.range(col.clone()..) {
-                let Some(index) = oid.suffix(&col) else { break };
+            oid.clear();
+            oid.extend_from_slice(t.entry);
+            oid.push(c.sub);
+            let mut slot = None;
+            for (o, v) in vars.subtree(&oid) {
+                let index = &o.arcs()[oid.len()..];
                 if index.is_empty() {
                     continue;
                 }
-                let mut labels = index_attributes(t.index_labels, index);
-                if let Some(l) = row_labels.get(index) {
-                    labels.extend(l.iter().cloned());
-                }
-                add_object(out, counters, &ctx, c, index, labels, v);
+                let attrs = rows.entry(index).or_insert_with(|| {
+                    let mut a = base.clone();
+                    a.extend(index_attributes(t.index_labels, index));
+                    if let Some(l) = row_labels.remove(index) {
+                        a.extend(l);
+                    }
+                    a
+                });
+                add_object(out, counters, now, c, index, attrs, v, &mut slot);
             }
         }
     }
@@ -528,15 +673,13 @@ pub fn build_metrics(
                 point(&ctx, labels, start, pv),
             );
         };
-        if let Some(v) = vars.get(&c.oid) {
+        if let Some(v) = vars.get(c.oid.arcs()) {
             // A scalar instance answered the GET.
             add(&[], v);
             continue;
         }
-        for (oid, v) in vars.range(c.oid.clone()..) {
-            let Some(index) = oid.suffix(&c.oid) else {
-                break;
-            };
+        for (oid, v) in vars.subtree(c.oid.arcs()) {
+            let index = &oid.arcs()[c.oid.arcs().len()..];
             if !index.is_empty() {
                 add(index, v);
             }
@@ -564,12 +707,14 @@ pub struct TargetPoller {
 
 /// What polling one target produced.
 pub struct PollResult {
-    /// Its metrics (empty when it failed).
-    pub metrics: MetricSet,
+    /// What the target answered (None when it failed).
+    pub vars: Option<Vars>,
     /// Outcome.
     pub status: TargetStatus,
     /// Time taken.
     pub duration: Duration,
+    /// When the answers were complete: the time of the target's points.
+    pub now: u64,
 }
 
 impl TargetPoller {
@@ -589,25 +734,23 @@ impl TargetPoller {
     /// Fetches every variable of the plan. A fatal error (timeout, credentials,
     /// network) ends the poll; an agent error on one walk is logged and the other
     /// walks go on.
-    pub async fn fetch(&mut self, plan: &Plan) -> Result<BTreeMap<Oid, Value>, SnmpError> {
-        let mut vars = BTreeMap::new();
+    pub async fn fetch(&mut self, plan: &Plan) -> Result<Vars, SnmpError> {
+        let mut vars = Vec::new();
         if !plan.get_oids.is_empty() {
-            for (o, v) in self.session.get(&plan.get_oids).await? {
-                vars.insert(o, v);
-            }
+            vars = self.session.get(&plan.get_oids).await?;
         }
-        let mut roots = plan.walk_roots.clone();
-        roots.extend(
-            plan.oids
-                .iter()
-                .filter(|c| !vars.contains_key(&c.oid))
-                .map(|c| c.oid.clone()),
-        );
-        for root in roots {
-            let mut found = Vec::new();
+        let got = vars.len();
+        let custom: Vec<&Oid> = plan
+            .oids
+            .iter()
+            .filter(|c| !vars[..got].iter().any(|(o, _)| o == &c.oid))
+            .map(|c| &c.oid)
+            .collect();
+        for root in plan.walk_roots.iter().chain(custom) {
+            // A walk appends what it found, even when it ends with an error.
             match self
                 .session
-                .walk(&root, plan.max_repetitions, &mut found)
+                .walk(root, plan.max_repetitions, &mut vars)
                 .await
             {
                 Ok(()) => {}
@@ -616,46 +759,56 @@ impl TargetPoller {
                 }
                 Err(e) => return Err(e),
             }
-            vars.extend(found);
         }
-        Ok(vars)
+        Ok(Vars::from_unsorted(vars))
     }
 
-    /// Polls the target and builds its metrics, `snmp.up` and
-    /// `snmp.collect.duration` included.
+    /// Polls the target: its variables, or why it failed. The metrics are built
+    /// afterwards by [`TargetPoller::add_metrics`], into the collection's one set.
     pub async fn poll(&mut self, plan: &Plan) -> PollResult {
         let started = Instant::now();
         let fetched = self.fetch(plan).await;
         let now = now_ns();
         let duration = started.elapsed();
-        let target = self.session.target().clone();
-        let mut metrics = MetricSet::default();
-        let status = match fetched {
-            Ok(vars) => {
-                build_metrics(plan, &target, &vars, &mut self.counters, now, &mut metrics);
-                TargetStatus {
-                    address: target.name.clone(),
+        let address = self.session.target().name.clone();
+        match fetched {
+            Ok(vars) => PollResult {
+                vars: Some(vars),
+                status: TargetStatus {
+                    address,
                     up: true,
                     reason: None,
-                }
-            }
+                },
+                duration,
+                now,
+            },
             Err(e) => {
                 if matches!(e, SnmpError::Network(_)) {
                     self.session.reset();
                 }
-                TargetStatus {
-                    address: target.name.clone(),
-                    up: false,
-                    reason: Some(e.to_string()),
+                PollResult {
+                    vars: None,
+                    status: TargetStatus {
+                        address,
+                        up: false,
+                        reason: Some(e.to_string()),
+                    },
+                    duration,
+                    now,
                 }
             }
-        };
-        add_status_metrics(&mut metrics, &target, status.up, Some(duration), now);
-        PollResult {
-            metrics,
-            status,
-            duration,
         }
+    }
+
+    /// Adds what a poll of this target produced to `out`: its variables as
+    /// metrics (updating the counter state), then `snmp.up` and
+    /// `snmp.collect.duration`.
+    pub fn add_metrics(&mut self, plan: &Plan, r: &PollResult, out: &mut MetricSet) {
+        let target = self.session.target();
+        if let Some(vars) = &r.vars {
+            build_metrics(plan, target, vars, &mut self.counters, r.now, out);
+        }
+        add_status_metrics(out, target, r.status.up, Some(r.duration), r.now);
     }
 }
 
@@ -768,12 +921,53 @@ impl Collector {
             self.set_status(i, false, Some(why));
         }
         let now = now_ns();
+        // Every target's metrics go into one set, in target order: one metric
+        // (name, description, unit, points vector) per name and collection
+        // instead of one per target merged afterwards.
         let mut all = MetricSet::default();
+        let mut mark = Vec::new();
         for (i, r) in results.into_iter().enumerate() {
             match r {
                 Some(r) => {
-                    self.set_status(i, r.status.up, r.status.reason.clone());
-                    all.extend(r.metrics);
+                    let poller = self.pollers[i].clone();
+                    let Ok(mut p) = poller.try_lock() else {
+                        // Not possible: its task has finished. Report it as such.
+                        self.set_status(
+                            i,
+                            false,
+                            Some("internal error while polling: the target is still locked".into()),
+                        );
+                        add_status_metrics(&mut all, &self.targets[i], false, None, now);
+                        continue;
+                    };
+                    let metrics = all.mark(&mut mark);
+                    let plan = &self.plan;
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        p.add_metrics(plan, &r, &mut all)
+                    }));
+                    drop(p);
+                    match built {
+                        Ok(()) => self.set_status(i, r.status.up, r.status.reason.clone()),
+                        Err(panic) => {
+                            // As for a poll that panicked: none of the target's
+                            // points, a fresh session and counters next time.
+                            all.roll_back(metrics, &mark);
+                            let msg = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            self.pollers[i] = Arc::new(tokio::sync::Mutex::new(TargetPoller::new(
+                                self.targets[i].clone(),
+                            )));
+                            self.set_status(
+                                i,
+                                false,
+                                Some(format!("internal error while polling: panicked: {msg}")),
+                            );
+                            add_status_metrics(&mut all, &self.targets[i], false, None, now);
+                        }
+                    }
                 }
                 None => {
                     if !failed_idx.contains(&i) {
@@ -928,7 +1122,7 @@ mod tests {
         build_metrics(
             &plan,
             &st.targets[0],
-            &sample_vars(1000, u64::MAX, 500),
+            &sample_vars(1000, u64::MAX, 500).into(),
             &mut counters,
             7_000,
             &mut out,
@@ -996,7 +1190,14 @@ mod tests {
         let mut c = CounterState::default();
         let start = |vars: &BTreeMap<Oid, Value>, c: &mut CounterState, now: u64, name: &str| {
             let mut out = MetricSet::default();
-            build_metrics(&plan, &st.targets[0], vars, c, now, &mut out);
+            build_metrics(
+                &plan,
+                &st.targets[0],
+                &vars.clone().into(),
+                c,
+                now,
+                &mut out,
+            );
             let p = &out.get(name).unwrap().points[0];
             (p.start_time_unix_nano, p.value.clone())
         };
@@ -1051,7 +1252,7 @@ mod tests {
         build_metrics(
             &plan,
             &st.targets[0],
-            &vars,
+            &vars.into(),
             &mut CounterState::default(),
             1,
             &mut out,
@@ -1073,6 +1274,90 @@ mod tests {
         let l = out.get("label").unwrap();
         assert_eq!(attr(&l.points[0], "label"), Some(&s("hello")));
         assert!(attr(&l.points[0], "index").is_none());
+    }
+
+    #[test]
+    fn vars_are_sorted_with_the_last_binding_of_an_oid_winning() {
+        let v = Vars::from_unsorted(vec![
+            (oid("1.3.6.1.2.1.2.2.1.2.1"), Value::Integer(1)),
+            (oid("1.3.6.1.2.1.1.5.0"), Value::Integer(2)),
+            (oid("1.3.6.1.2.1.2.2.1.2.1"), Value::Integer(3)),
+            (oid("1.3.6.1.2.1.2.2.1.10.1"), Value::Integer(4)),
+            (oid("1.3.6.1.2.1.2.2.1.2.1"), Value::Integer(5)),
+            (oid("1.3.6.1.2.1.2.2.1.2"), Value::Integer(6)),
+            (oid("1.3.6.1.2.1.2.2.1.20.1"), Value::Integer(7)),
+        ]);
+        // The same as inserting each binding in turn into a map.
+        let mut m = BTreeMap::new();
+        for (o, val) in [
+            ("1.3.6.1.2.1.2.2.1.2.1", 1),
+            ("1.3.6.1.2.1.1.5.0", 2),
+            ("1.3.6.1.2.1.2.2.1.2.1", 3),
+            ("1.3.6.1.2.1.2.2.1.10.1", 4),
+            ("1.3.6.1.2.1.2.2.1.2.1", 5),
+            ("1.3.6.1.2.1.2.2.1.2", 6),
+            ("1.3.6.1.2.1.2.2.1.20.1", 7),
+        ] {
+            m.insert(oid(o), Value::Integer(val));
+        }
+        assert_eq!(v, Vars::from(m));
+        assert_eq!(v.len(), 5);
+        assert_eq!(
+            v.get(oid("1.3.6.1.2.1.2.2.1.2.1").arcs()),
+            Some(&Value::Integer(5))
+        );
+        assert_eq!(v.get(oid("1.3.6.1.2.1.2.2.1.3.1").arcs()), None);
+        let col2: Vec<&Value> = v
+            .subtree(oid("1.3.6.1.2.1.2.2.1.2").arcs())
+            .iter()
+            .map(|(_, v)| v)
+            .collect();
+        // The column itself and its instance, not column 20 (a prefix of the text
+        // "...2.2.1.20" but not of the arcs).
+        assert_eq!(col2, [&Value::Integer(6), &Value::Integer(5)]);
+        assert_eq!(v.subtree(oid("1.3.6.1.2.1.2.2.1").arcs()).len(), 4);
+        assert!(v.subtree(oid("1.3.6.1.4").arcs()).is_empty());
+        assert!(Vars::from_unsorted(vec![]).is_empty());
+    }
+
+    #[test]
+    fn metric_set_slots_merging_and_roll_back() {
+        let pt = |v: i64| DataPoint {
+            attributes: vec![KeyValue::new("k", "v")].into(),
+            start_time_unix_nano: 0,
+            time_unix_nano: 1,
+            value: PointValue::Int(v),
+        };
+        let mut a = MetricSet::default();
+        a.add("g", "a gauge", "1", false, pt(1));
+        let c = a.slot("c", "a counter", "By", true);
+        assert_eq!(a.slot("c", "ignored", "ignored", true), c);
+        a.push(c, true, pt(2));
+        // A point of the other kind is dropped.
+        a.push(c, false, pt(3));
+        a.add("g", "", "", true, pt(4));
+        let mut mark = Vec::new();
+        let n = a.mark(&mut mark);
+        a.add("g", "", "", false, pt(5));
+        a.add("new", "", "", false, pt(6));
+        a.roll_back(n, &mark);
+        assert!(a.get("new").is_none());
+        let mut b = MetricSet::default();
+        b.add("c", "", "", true, pt(7));
+        b.add("other", "", "", false, pt(8));
+        b.add("g", "", "", true, pt(9)); // wrong kind for a's gauge
+        a.extend(b);
+        let ms = a.into_metrics();
+        let names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["g", "c", "other"]);
+        let vals =
+            |m: &Metric| -> Vec<PointValue> { m.points.iter().map(|p| p.value.clone()).collect() };
+        assert_eq!(vals(&ms[0]), [PointValue::Int(1)]);
+        assert_eq!(ms[0].description.as_str(), "a gauge");
+        assert_eq!(vals(&ms[1]), [PointValue::Int(2), PointValue::Int(7)]);
+        assert_eq!((ms[1].kind, ms[1].is_monotonic), (MetricKind::Sum, true));
+        assert_eq!(ms[1].unit.as_str(), "By");
+        assert_eq!(ms[2].kind, MetricKind::Gauge);
     }
 
     #[test]

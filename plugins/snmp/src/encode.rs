@@ -263,37 +263,11 @@ fn header_len(len: usize) -> usize {
     1 + v.len()
 }
 
-/// Content octets of a signed INTEGER, minimal two's complement (X.690 §8.3).
-fn int_content(v: i64) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let mut start = 0;
-    while start < 7 {
-        let (b, next) = (bytes[start], bytes[start + 1]);
-        if (b == 0x00 && next & 0x80 == 0) || (b == 0xFF && next & 0x80 != 0) {
-            start += 1;
-        } else {
-            break;
-        }
-    }
-    bytes[start..].to_vec()
-}
-
-/// Content octets of a non-negative INTEGER up to 2^64-1 (a leading zero octet when
-/// the top bit is set, as Counter64 needs).
-fn uint_content(v: u64) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
-    let mut out = Vec::with_capacity(9);
-    if bytes[skip] & 0x80 != 0 {
-        out.push(0);
-    }
-    out.extend_from_slice(&bytes[skip..]);
-    out
-}
-
-/// An INTEGER TLV.
+/// An INTEGER TLV (minimal two's complement, X.690 §8.3).
 pub fn integer(v: i64) -> Vec<u8> {
-    tlv(0x02, &int_content(v))
+    let mut out = Vec::with_capacity(10);
+    put_integer(&mut out, v);
+    out
 }
 
 /// An OCTET STRING TLV.
@@ -306,8 +280,8 @@ pub fn sequence(parts: &[&[u8]]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
-/// Content octets of an OBJECT IDENTIFIER (X.690 §8.19).
-fn oid_content(oid: &Oid) -> Vec<u8> {
+/// Appends the content octets of an OBJECT IDENTIFIER (X.690 §8.19).
+fn put_oid_content(out: &mut Vec<u8>, oid: &Oid) {
     fn push_base128(out: &mut Vec<u8>, mut v: u64) {
         let mut tmp = [0u8; 10];
         let mut n = 0;
@@ -323,60 +297,137 @@ fn oid_content(oid: &Oid) -> Vec<u8> {
             out.push(tmp[i] | if i > 0 { 0x80 } else { 0 });
         }
     }
-    let arcs = oid.arcs();
-    let mut out = Vec::with_capacity(arcs.len() + 4);
-    match arcs {
+    match oid.arcs() {
         [] => {}
-        [a] => push_base128(&mut out, u64::from(*a) * 40),
+        [a] => push_base128(out, u64::from(*a) * 40),
         [a, b, rest @ ..] => {
-            push_base128(&mut out, u64::from(*a) * 40 + u64::from(*b));
+            push_base128(out, u64::from(*a) * 40 + u64::from(*b));
             for r in rest {
-                push_base128(&mut out, u64::from(*r));
+                push_base128(out, u64::from(*r));
             }
         }
     }
-    out
+}
+
+/// Puts the tag and length of a TLV before its content, which was appended from
+/// `start` on: the single-buffer way to nest TLVs (content lengths are only known
+/// once written), with no intermediate vector per element.
+fn wrap(out: &mut Vec<u8>, start: usize, tag: u8) {
+    let len = out.len() - start;
+    let mut header = [0u8; 1 + 1 + std::mem::size_of::<usize>()];
+    header[0] = tag;
+    let n = if len < 0x80 {
+        header[1] = len as u8;
+        2
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        header[1] = 0x80 | (bytes.len() - skip) as u8;
+        header[2..2 + bytes.len() - skip].copy_from_slice(&bytes[skip..]);
+        2 + bytes.len() - skip
+    };
+    out.extend_from_slice(&header[..n]);
+    out[start..].rotate_right(n);
+}
+
+/// Appends a TLV with `content`.
+fn put_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    push_len(out, content.len());
+    out.extend_from_slice(content);
+}
+
+/// Appends an INTEGER TLV in minimal two's complement (X.690 §8.3).
+fn put_integer(out: &mut Vec<u8>, v: i64) {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start < 7 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0x00 && next & 0x80 == 0) || (b == 0xFF && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    put_tlv(out, 0x02, &bytes[start..]);
+}
+
+/// Appends an unsigned TLV of the SMI application types: minimal, with a leading
+/// zero octet when the top bit is set (as Counter64 up to 2^64-1 needs).
+fn put_uint(out: &mut Vec<u8>, tag: u8, v: u64) {
+    let bytes = v.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+    if bytes[skip] & 0x80 != 0 {
+        let mut c = [0u8; 9];
+        c[1..9 - skip].copy_from_slice(&bytes[skip..]);
+        put_tlv(out, tag, &c[..9 - skip]);
+    } else {
+        put_tlv(out, tag, &bytes[skip..]);
+    }
+}
+
+/// Appends an OBJECT IDENTIFIER TLV.
+fn put_oid(out: &mut Vec<u8>, oid: &Oid) {
+    let start = out.len();
+    put_oid_content(out, oid);
+    wrap(out, start, 0x06);
+}
+
+/// Appends the TLV of a VarBind value.
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => put_tlv(out, 0x05, &[]),
+        Value::Integer(i) => put_integer(out, *i),
+        Value::OctetString(s) => put_tlv(out, 0x04, s),
+        Value::ObjectId(o) => put_oid(out, o),
+        Value::IpAddress(a) => put_tlv(out, 0x40, a),
+        Value::Counter32(c) => put_uint(out, 0x41, u64::from(*c)),
+        Value::Gauge32(g) => put_uint(out, 0x42, u64::from(*g)),
+        Value::TimeTicks(t) => put_uint(out, 0x43, u64::from(*t)),
+        Value::Opaque(o) => put_tlv(out, 0x44, o),
+        Value::Counter64(c) => put_uint(out, 0x46, *c),
+        Value::NoSuchObject => put_tlv(out, 0x80, &[]),
+        Value::NoSuchInstance => put_tlv(out, 0x81, &[]),
+        Value::EndOfMibView => put_tlv(out, 0x82, &[]),
+    }
+}
+
+/// Appends a PDU TLV with `request_id` in place of the PDU's own.
+fn put_pdu(out: &mut Vec<u8>, p: &Pdu, request_id: i32) {
+    let start = out.len();
+    put_integer(out, i64::from(request_id));
+    put_integer(out, i64::from(p.error_status));
+    put_integer(out, i64::from(p.error_index));
+    let list = out.len();
+    for (o, v) in &p.varbinds {
+        let vb = out.len();
+        put_oid(out, o);
+        put_value(out, v);
+        wrap(out, vb, 0x30);
+    }
+    wrap(out, list, 0x30);
+    wrap(out, start, p.pdu_type.tag());
 }
 
 /// An OBJECT IDENTIFIER TLV.
 pub fn object_id(oid: &Oid) -> Vec<u8> {
-    tlv(0x06, &oid_content(oid))
+    let mut out = Vec::with_capacity(oid.arcs().len() + 6);
+    put_oid(&mut out, oid);
+    out
 }
 
 /// The TLV of a VarBind value.
 pub fn value(v: &Value) -> Vec<u8> {
-    match v {
-        Value::Null => tlv(0x05, &[]),
-        Value::Integer(i) => integer(*i),
-        Value::OctetString(s) => octet_string(s),
-        Value::ObjectId(o) => object_id(o),
-        Value::IpAddress(a) => tlv(0x40, a),
-        Value::Counter32(c) => tlv(0x41, &uint_content(u64::from(*c))),
-        Value::Gauge32(g) => tlv(0x42, &uint_content(u64::from(*g))),
-        Value::TimeTicks(t) => tlv(0x43, &uint_content(u64::from(*t))),
-        Value::Opaque(o) => tlv(0x44, o),
-        Value::Counter64(c) => tlv(0x46, &uint_content(*c)),
-        Value::NoSuchObject => tlv(0x80, &[]),
-        Value::NoSuchInstance => tlv(0x81, &[]),
-        Value::EndOfMibView => tlv(0x82, &[]),
-    }
+    let mut out = Vec::new();
+    put_value(&mut out, v);
+    out
 }
 
 /// A PDU TLV (RFC 3416 §3).
 pub fn pdu(p: &Pdu) -> Vec<u8> {
-    let varbinds: Vec<u8> = p
-        .varbinds
-        .iter()
-        .flat_map(|(o, v)| sequence(&[&object_id(o), &value(v)]))
-        .collect();
-    let content = [
-        integer(i64::from(p.request_id)),
-        integer(i64::from(p.error_status)),
-        integer(i64::from(p.error_index)),
-        tlv(0x30, &varbinds),
-    ]
-    .concat();
-    tlv(p.pdu_type.tag(), &content)
+    let mut out = Vec::with_capacity(64);
+    put_pdu(&mut out, p, p.request_id);
+    out
 }
 
 /// Community-based message versions.
@@ -390,20 +441,44 @@ pub enum CommunityVersion {
 
 /// A complete SNMPv1 or SNMPv2c message (RFC 1157 §4, RFC 1901 §3).
 pub fn community_message(version: CommunityVersion, community: &[u8], p: &Pdu) -> Vec<u8> {
+    community_message_with_id(version, community, p, p.request_id)
+}
+
+/// [`community_message`] with `request_id` in place of the PDU's own: what each
+/// attempt of a request sends, written into one buffer without copying the PDU
+/// (its OIDs) or building a vector per element.
+pub fn community_message_with_id(
+    version: CommunityVersion,
+    community: &[u8],
+    p: &Pdu,
+    request_id: i32,
+) -> Vec<u8> {
     let v = match version {
         CommunityVersion::V1 => 0,
         CommunityVersion::V2c => 1,
     };
-    sequence(&[&integer(v), &octet_string(community), &pdu(p)])
+    let mut out = Vec::with_capacity(
+        32 + community.len()
+            + p.varbinds
+                .iter()
+                .map(|(o, _)| o.arcs().len() + 8)
+                .sum::<usize>(),
+    );
+    put_integer(&mut out, v);
+    put_tlv(&mut out, 0x04, community);
+    put_pdu(&mut out, p, request_id);
+    wrap(&mut out, 0, 0x30);
+    out
 }
 
 /// A ScopedPDU (RFC 3412 §6): context engine id, context name and the PDU.
 pub fn scoped_pdu(context_engine_id: &[u8], context_name: &[u8], p: &Pdu) -> Vec<u8> {
-    sequence(&[
-        &octet_string(context_engine_id),
-        &octet_string(context_name),
-        &pdu(p),
-    ])
+    let mut out = Vec::with_capacity(64 + context_engine_id.len() + context_name.len());
+    put_tlv(&mut out, 0x04, context_engine_id);
+    put_tlv(&mut out, 0x04, context_name);
+    put_pdu(&mut out, p, p.request_id);
+    wrap(&mut out, 0, 0x30);
+    out
 }
 
 /// msgFlags bit: the message is authenticated.
@@ -509,6 +584,205 @@ mod tests {
 
     fn oid(s: &str) -> Oid {
         s.parse().unwrap()
+    }
+
+    /// The encoder as it was before writing into one buffer (a vector per
+    /// element, concatenated): the reference the single-buffer one must match
+    /// byte for byte.
+    mod reference {
+        use super::super::{
+            integer, octet_string, sequence, tlv, CommunityVersion, Oid, Pdu, Value,
+        };
+
+        fn uint_content(v: u64) -> Vec<u8> {
+            let bytes = v.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+            let mut out = Vec::new();
+            if bytes[skip] & 0x80 != 0 {
+                out.push(0);
+            }
+            out.extend_from_slice(&bytes[skip..]);
+            out
+        }
+
+        fn oid_content(oid: &Oid) -> Vec<u8> {
+            fn push_base128(out: &mut Vec<u8>, mut v: u64) {
+                let mut tmp = Vec::new();
+                loop {
+                    tmp.push((v & 0x7F) as u8);
+                    v >>= 7;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                for i in (0..tmp.len()).rev() {
+                    out.push(tmp[i] | if i > 0 { 0x80 } else { 0 });
+                }
+            }
+            let mut out = Vec::new();
+            match oid.arcs() {
+                [] => {}
+                [a] => push_base128(&mut out, u64::from(*a) * 40),
+                [a, b, rest @ ..] => {
+                    push_base128(&mut out, u64::from(*a) * 40 + u64::from(*b));
+                    for r in rest {
+                        push_base128(&mut out, u64::from(*r));
+                    }
+                }
+            }
+            out
+        }
+
+        fn value(v: &Value) -> Vec<u8> {
+            match v {
+                Value::Null => tlv(0x05, &[]),
+                Value::Integer(i) => integer(*i),
+                Value::OctetString(s) => octet_string(s),
+                Value::ObjectId(o) => tlv(0x06, &oid_content(o)),
+                Value::IpAddress(a) => tlv(0x40, a),
+                Value::Counter32(c) => tlv(0x41, &uint_content(u64::from(*c))),
+                Value::Gauge32(g) => tlv(0x42, &uint_content(u64::from(*g))),
+                Value::TimeTicks(t) => tlv(0x43, &uint_content(u64::from(*t))),
+                Value::Opaque(o) => tlv(0x44, o),
+                Value::Counter64(c) => tlv(0x46, &uint_content(*c)),
+                Value::NoSuchObject => tlv(0x80, &[]),
+                Value::NoSuchInstance => tlv(0x81, &[]),
+                Value::EndOfMibView => tlv(0x82, &[]),
+            }
+        }
+
+        pub fn pdu(p: &Pdu) -> Vec<u8> {
+            let varbinds: Vec<u8> = p
+                .varbinds
+                .iter()
+                .flat_map(|(o, v)| sequence(&[&tlv(0x06, &oid_content(o)), &value(v)]))
+                .collect();
+            let content = [
+                integer(i64::from(p.request_id)),
+                integer(i64::from(p.error_status)),
+                integer(i64::from(p.error_index)),
+                tlv(0x30, &varbinds),
+            ]
+            .concat();
+            tlv(p.pdu_type.tag(), &content)
+        }
+
+        pub fn community_message(version: CommunityVersion, community: &[u8], p: &Pdu) -> Vec<u8> {
+            let v = match version {
+                CommunityVersion::V1 => 0,
+                CommunityVersion::V2c => 1,
+            };
+            sequence(&[&integer(v), &octet_string(community), &pdu(p)])
+        }
+
+        pub fn scoped_pdu(engine: &[u8], name: &[u8], p: &Pdu) -> Vec<u8> {
+            sequence(&[&octet_string(engine), &octet_string(name), &pdu(p)])
+        }
+    }
+
+    /// Requests and responses of every size (one-octet, two-octet and
+    /// three-octet lengths, every value type, extreme ids) encode exactly as the
+    /// previous encoder did.
+    #[test]
+    fn single_buffer_encoding_matches_the_reference() {
+        let big = Value::OctetString(vec![0x5a; 70_000]);
+        let every = vec![
+            (
+                oid("1.3.6.1.2.1.1.1.0"),
+                Value::OctetString(b"Linux".to_vec()),
+            ),
+            (
+                oid("1.3.6.1.2.1.1.2.0"),
+                Value::ObjectId(oid("1.3.6.1.4.1.8072.3.2.10")),
+            ),
+            (oid("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(u32::MAX)),
+            (oid("1.3.6.1.2.1.2.2.1.8.1"), Value::Integer(-129)),
+            (oid("1.3.6.1.2.1.2.2.1.10.1"), Value::Counter32(0x80)),
+            (oid("1.3.6.1.2.1.2.2.1.5.1"), Value::Gauge32(0)),
+            (oid("1.3.6.1.2.1.31.1.1.1.6.1"), Value::Counter64(u64::MAX)),
+            (
+                oid("1.3.6.1.2.1.4.20.1.1.127.0.0.1"),
+                Value::IpAddress([127, 0, 0, 1]),
+            ),
+            (
+                oid("1.3.6.1.4.1.2021.10.1.6.1"),
+                Value::Opaque(vec![0x9f, 0x78]),
+            ),
+            (oid("2.999.4294967295.1"), Value::Null),
+            (oid("1.3.6.1.2.1.1.9.0"), Value::NoSuchObject),
+            (oid("1.3.6.1.2.1.1.8.1"), Value::NoSuchInstance),
+            (oid("1.3.6.1.2.1.99"), Value::EndOfMibView),
+        ];
+        let oids: Vec<Oid> = every.iter().map(|(o, _)| o.clone()).collect();
+        let pdus = [
+            Pdu::get(0, &oids[..1]),
+            Pdu::get(i32::MAX, &oids),
+            Pdu::get_next(-1, &oids[2..5]),
+            Pdu::get_bulk(1234, 0, 25, &oids[..1]),
+            Pdu::get_bulk(99, 3, 0x7FFF_FFFF, &oids),
+            Pdu {
+                pdu_type: PduType::Response,
+                request_id: 7,
+                error_status: 2,
+                error_index: 200,
+                varbinds: every.clone(),
+            },
+            Pdu {
+                pdu_type: PduType::Report,
+                request_id: 8,
+                error_status: 0,
+                error_index: 0,
+                varbinds: vec![
+                    (oid("1.3.6.1.6.3.15.1.1.4.0"), Value::Counter32(3)),
+                    (oid("1.3.6.1.2.1.1.1.0"), big),
+                ],
+            },
+            Pdu {
+                pdu_type: PduType::Response,
+                request_id: 9,
+                error_status: 0,
+                error_index: 0,
+                varbinds: (0..40)
+                    .map(|i| {
+                        (
+                            oid(&format!("1.3.6.1.2.1.2.2.1.{i}.1")),
+                            Value::Counter32(i),
+                        )
+                    })
+                    .collect(),
+            },
+        ];
+        for p in &pdus {
+            assert_eq!(pdu(p), reference::pdu(p), "{p:?}");
+            for v in [CommunityVersion::V1, CommunityVersion::V2c] {
+                for c in [&b""[..], b"public", &[b'c'; 300]] {
+                    let want = reference::community_message(v, c, p);
+                    assert_eq!(community_message(v, c, p), want);
+                    let other = Pdu {
+                        request_id: 4321,
+                        ..p.clone()
+                    };
+                    assert_eq!(
+                        community_message_with_id(v, c, p, 4321),
+                        reference::community_message(v, c, &other)
+                    );
+                }
+            }
+            assert_eq!(
+                scoped_pdu(b"engine", b"ctx", p),
+                reference::scoped_pdu(b"engine", b"ctx", p)
+            );
+        }
+        for (_, v) in &every {
+            let p = Pdu {
+                pdu_type: PduType::Response,
+                request_id: 1,
+                error_status: 0,
+                error_index: 0,
+                varbinds: vec![(oid("1.3.6"), v.clone())],
+            };
+            assert_eq!(pdu(&p), reference::pdu(&p));
+        }
     }
 
     #[test]

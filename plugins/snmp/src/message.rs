@@ -235,7 +235,13 @@ fn convert_pdu(p: &SnmpPdu<'_>) -> Result<ResponsePdu, DecodeError> {
             request_id: g.req_id,
             error_status: g.err.0,
             error_index: g.err_index,
-            varbinds: g.var.iter().map(convert_var).collect::<Result<_, _>>()?,
+            varbinds: {
+                let mut v = Vec::with_capacity(g.var.len());
+                for var in &g.var {
+                    v.push(convert_var(var)?);
+                }
+                v
+            },
         }),
         SnmpPdu::Bulk(b) => Ok(ResponsePdu {
             kind: Kind::Other,
@@ -256,11 +262,13 @@ fn convert_pdu(p: &SnmpPdu<'_>) -> Result<ResponsePdu, DecodeError> {
 
 /// Converts a parsed OID, refusing arcs beyond 32 bits and over-long OIDs.
 pub fn convert_oid(o: &snmp_parser::Oid<'_>) -> Result<Oid, DecodeError> {
-    let arcs = o
-        .iter()
-        .ok_or_else(|| err("OID arc larger than 64 bits"))?
-        .map(|a| u32::try_from(a).map_err(|_| err(format!("OID arc {a} larger than 32 bits"))))
-        .collect::<Result<Vec<u32>, _>>()?;
+    // Sized once: an OID has at most one arc per content octet, plus one (the
+    // first octet holds two); growing the vector arc by arc reallocated it up to
+    // three times per variable received.
+    let mut arcs = Vec::with_capacity(o.as_bytes().len() + 1);
+    for a in o.iter().ok_or_else(|| err("OID arc larger than 64 bits"))? {
+        arcs.push(u32::try_from(a).map_err(|_| err(format!("OID arc {a} larger than 32 bits")))?);
+    }
     if arcs.len() > MAX_OID_ARCS {
         return Err(err(format!("OID of {} arcs (at most 128)", arcs.len())));
     }

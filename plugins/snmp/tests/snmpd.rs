@@ -184,6 +184,76 @@ fn four_targets_concurrently_and_counters_across_collections() {
     assert_eq!(health(&inst).state, HealthState::Healthy);
 }
 
+/// Each target keeps one UDP socket across collections (every request of three
+/// collections leaves from the same address), and a collection is one batch with
+/// one metric per name, the targets' points in target order.
+#[test]
+fn one_socket_per_target_and_one_batch_per_collection() {
+    if !have_net_snmp() {
+        return;
+    }
+    let agent = Snmpd::start();
+    let relays = [
+        Relay::start(agent.port, RelayMode::Forward),
+        Relay::start(agent.port, RelayMode::Forward),
+    ];
+    let targets: Vec<serde_json::Value> = relays
+        .iter()
+        .map(|r| json!({"address": r.address(), "version": "v2c", "community": COMMUNITY}))
+        .collect();
+    let h = TestHost::default();
+    let mut inst = instance(&h, &json!({"targets": targets}));
+    for _ in 0..3 {
+        let b = collect(&mut inst);
+        let names: Vec<&str> = b.metrics.iter().map(|m| m.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a name twice in {names:?}");
+        for m in b.metrics.iter() {
+            let order: Vec<usize> = m
+                .points
+                .iter()
+                .map(|p| {
+                    let t = attr(p, "snmp.target").unwrap();
+                    relays.iter().position(|r| r.address() == t).unwrap()
+                })
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] <= w[1]),
+                "{}: {order:?}",
+                m.name
+            );
+        }
+        for r in &relays {
+            assert_eq!(up(&b, &r.address()), Some(1));
+        }
+        // Both targets' interfaces are in the one batch.
+        assert_eq!(
+            points_of(find(&b, "ifInOctets").unwrap(), &relays[0].address()).len(),
+            points_of(find(&b, "ifInOctets").unwrap(), &relays[1].address()).len()
+        );
+    }
+    assert!(
+        h.take_batches().is_empty(),
+        "a polling source returns, never emits"
+    );
+    for r in &relays {
+        let senders = r.senders.lock().unwrap();
+        assert!(senders.len() >= 3 * 4, "{} requests", senders.len());
+        assert!(
+            senders.iter().all(|a| *a == senders[0]),
+            "requests from several sockets: {senders:?}"
+        );
+    }
+    assert_ne!(
+        relays[0].senders.lock().unwrap()[0],
+        relays[1].senders.lock().unwrap()[0],
+        "one socket per target"
+    );
+    assert!(inst.shutdown(2000).is_ok());
+}
+
 /// A wrong community, a wrong auth password, a wrong priv password and an unknown
 /// user each take only their own target down, with a reason that says what to
 /// fix; the good target keeps reporting, and the next collection works too.

@@ -386,6 +386,8 @@ pub enum RelayMode {
 pub struct Relay {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The source address of each request (one per plugin socket).
+    pub senders: Arc<Mutex<Vec<std::net::SocketAddr>>>,
     pub responses: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -405,12 +407,18 @@ impl Relay {
         let port = front.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let senders = Arc::new(Mutex::new(Vec::new()));
         let responses = Arc::new(Mutex::new(Vec::new()));
         let mutated = Arc::new(AtomicU64::new(0));
         let client = Arc::new(Mutex::new(None));
         let (f2, b2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
         let t1 = {
-            let (stop, requests, client) = (stop.clone(), requests.clone(), client.clone());
+            let (stop, requests, senders, client) = (
+                stop.clone(),
+                requests.clone(),
+                senders.clone(),
+                client.clone(),
+            );
             thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
@@ -418,6 +426,7 @@ impl Relay {
                         continue;
                     };
                     *client.lock().unwrap() = Some(from);
+                    senders.lock().unwrap().push(from);
                     requests.lock().unwrap().push(buf[..n].to_vec());
                     if mode != RelayMode::Drop {
                         let _ = back.send(&buf[..n]);
@@ -453,6 +462,7 @@ impl Relay {
         Relay {
             port,
             requests,
+            senders,
             responses,
             stop,
             threads: vec![t1, t2],
