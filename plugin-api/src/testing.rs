@@ -250,3 +250,31 @@ pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
     let r = f();
     (allocations() - before, r)
 }
+
+/// Exports `batch` through the instance's FFI entry point and returns a std
+/// `Result`, so tests can `?`, `unwrap` and match on it. Why here: the same
+/// five-line `RResult` -> `Result` wrapper was copied into most plugins' contract
+/// tests.
+pub fn export(
+    instance: &mut PluginInstanceBox,
+    batch: &Batch,
+) -> Result<crate::ExportOk, crate::PluginError> {
+    instance.export(batch).into_result()
+}
+
+/// Creates an instance (as [`create`]) and starts it, panicking with the error when
+/// either step fails. Why here: plugin tests that only need a running instance
+/// repeated this create-then-start-or-panic wrapper once per plugin.
+pub fn create_started(
+    module: PluginModRef,
+    host: &TestHost,
+    instance: &str,
+    config_json: &str,
+) -> PluginInstanceBox {
+    let mut inst = create(module, host, instance, config_json)
+        .unwrap_or_else(|e| panic!("create {instance:?}: {e:?}"));
+    if let RResult::RErr(e) = inst.start() {
+        panic!("start {instance:?}: {e}");
+    }
+    inst
+}

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 use serde_json::{json, Value};
 use tfo_plugin_api::{AnyValue, Batch, KeyValue, PointValue};
+use tfo_plugin_common::hex;
 
 use crate::config::SlsCompression;
 
@@ -96,10 +97,6 @@ pub fn value_text(v: &AnyValue) -> String {
         AnyValue::Double(d) => d.to_string(),
         AnyValue::Bytes(b) => tfo_plugin_common::auth::base64(b),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
@@ -182,13 +179,13 @@ pub fn log_groups(batch: &Batch, s: &GroupSettings, now_unix_nanos: u64) -> Vec<
         if l.trace_id != [0; 16] {
             contents.push(LogContent {
                 key: "trace_id".into(),
-                value: hex(&l.trace_id),
+                value: hex::encode(&l.trace_id),
             });
         }
         if l.span_id != [0; 8] {
             contents.push(LogContent {
                 key: "span_id".into(),
-                value: hex(&l.span_id),
+                value: hex::encode(&l.span_id),
             });
         }
         contents.extend(l.attributes.iter().map(|kv| LogContent {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use common::*;
 use hmac::Mac;
 use serde_json::json;
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{Batch, ErrorKind, KeyValue, Metric, Resource};
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 

@@ -14,6 +14,7 @@ use common::*;
 use hmac::Mac;
 use prost::Message;
 use serde_json::json;
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{AnyValue, Batch, ErrorKind, KeyValue, LogRecord, Resource};
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 

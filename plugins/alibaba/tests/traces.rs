@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{Batch, ErrorKind, KeyValue, Resource, Span, SpanKind, StatusCode};
 use tfo_plugin_common::testing::{ScriptedResponse, TestServer};
 

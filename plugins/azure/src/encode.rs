@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 use tfo_plugin_api::{AnyValue, Batch, KeyValue, PointValue, Span, SpanKind, StatusCode};
+use tfo_plugin_common::hex;
 
 /// Most dimensions Azure Monitor accepts on a custom metric.
 pub const MAX_DIMENSIONS: usize = 10;
@@ -82,11 +83,6 @@ pub fn timespan(nanos: u64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An attribute value as text (properties and dimensions are strings).
@@ -296,10 +292,10 @@ pub fn log_rows(batch: &Batch, now_unix_nanos: u64) -> Vec<Value> {
             row.insert("Attributes".into(), attrs_json(&l.attributes));
             row.insert("Resource".into(), resource.clone());
             if l.trace_id != [0; 16] {
-                row.insert("TraceId".into(), json!(hex(&l.trace_id)));
+                row.insert("TraceId".into(), json!(hex::encode(&l.trace_id)));
             }
             if l.span_id != [0; 8] {
-                row.insert("SpanId".into(), json!(hex(&l.span_id)));
+                row.insert("SpanId".into(), json!(hex::encode(&l.span_id)));
             }
             Value::Object(row)
         })
@@ -430,11 +426,11 @@ pub fn envelopes(batch: &Batch, ikey: &str) -> Vec<Value> {
         .map(|s| {
             let request = is_request(s.kind);
             let mut tags = Map::new();
-            tags.insert("ai.operation.id".into(), json!(hex(&s.trace_id)));
+            tags.insert("ai.operation.id".into(), json!(hex::encode(&s.trace_id)));
             if s.parent_span_id != [0; 8] {
                 tags.insert(
                     "ai.operation.parentId".into(),
-                    json!(hex(&s.parent_span_id)),
+                    json!(hex::encode(&s.parent_span_id)),
                 );
             }
             if request {
@@ -474,7 +470,7 @@ pub fn envelopes(batch: &Batch, ikey: &str) -> Vec<Value> {
             .unwrap_or_else(|| "0".into());
             let mut base = Map::new();
             base.insert("ver".into(), json!(2));
-            base.insert("id".into(), json!(hex(&s.span_id)));
+            base.insert("id".into(), json!(hex::encode(&s.span_id)));
             base.insert("name".into(), json!(s.name.as_str()));
             base.insert(
                 "duration".into(),

@@ -12,6 +12,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{
     AnyValue, Batch, ErrorKind, KeyValue, LogRecord, Metric, Resource, Span, SpanKind, StatusCode,
 };

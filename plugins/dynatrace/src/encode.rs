@@ -56,6 +56,7 @@ use tfo_plugin_api::{
     AnyValue, Batch, DataPoint, HistogramValue, KeyValue, LogRecord, MetricKind, PointValue,
     Temporality,
 };
+use tfo_plugin_common::hex;
 
 /// Longest metric line Dynatrace accepts (metric-utils `MAX_LINE_LENGTH`).
 pub const MAX_LINE_LENGTH: usize = 50_000;
@@ -548,11 +549,6 @@ pub fn rfc3339_millis(unix_nano: u64) -> String {
     )
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The severity word of a record: its text (lower-cased) or, without one, the
 /// OpenTelemetry severity number's range name.
 pub fn severity(rec: &LogRecord) -> Option<String> {
@@ -626,10 +622,10 @@ pub fn log_object(batch: &Batch, tags: &[(String, String)], rec: &LogRecord) -> 
         obj.insert("severity".into(), Value::String(s));
     }
     if rec.trace_id != [0; 16] {
-        obj.insert("trace_id".into(), Value::String(hex(&rec.trace_id)));
+        obj.insert("trace_id".into(), Value::String(hex::encode(&rec.trace_id)));
     }
     if rec.span_id != [0; 8] {
-        obj.insert("span_id".into(), Value::String(hex(&rec.span_id)));
+        obj.insert("span_id".into(), Value::String(hex::encode(&rec.span_id)));
     }
     Value::Object(obj)
 }

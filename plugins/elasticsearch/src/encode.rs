@@ -38,6 +38,7 @@ use tfo_plugin_api::{
     AnyValue, Batch, KeyValue, LogRecord, Metric, MetricKind, PointValue, Span, SpanKind,
     StatusCode, Temporality,
 };
+use tfo_plugin_common::hex;
 
 use crate::config::{Config, Mode};
 
@@ -327,14 +328,6 @@ pub fn severity_name(n: u8) -> Option<&'static str> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| *b == 0)
 }
@@ -356,10 +349,10 @@ fn log_doc(l: &LogRecord, ts: u64, res: &ResourceFields, ds: Option<Value>) -> V
         doc.insert("event".into(), json!({ "severity": l.severity_number }));
     }
     if !is_zero(&l.trace_id) {
-        doc.insert("trace".into(), json!({ "id": hex(&l.trace_id) }));
+        doc.insert("trace".into(), json!({ "id": hex::encode(&l.trace_id) }));
     }
     if !is_zero(&l.span_id) {
-        doc.insert("span".into(), json!({ "id": hex(&l.span_id) }));
+        doc.insert("span".into(), json!({ "id": hex::encode(&l.span_id) }));
     }
     res.complete(&mut doc, &l.attributes, ds);
     Value::Object(doc)
@@ -470,9 +463,9 @@ fn span_doc(s: &Span, res: &ResourceFields, ds: Option<Value>) -> Value {
         "@timestamp".into(),
         Value::String(rfc3339_millis(s.start_time_unix_nano)),
     );
-    doc.insert("trace".into(), json!({ "id": hex(&s.trace_id) }));
+    doc.insert("trace".into(), json!({ "id": hex::encode(&s.trace_id) }));
     let mut span = Map::new();
-    span.insert("id".into(), Value::String(hex(&s.span_id)));
+    span.insert("id".into(), Value::String(hex::encode(&s.span_id)));
     span.insert("name".into(), Value::String(s.name.to_string()));
     let kind = match s.kind {
         SpanKind::Unspecified => "unspecified",
@@ -522,7 +515,10 @@ fn span_doc(s: &Span, res: &ResourceFields, ds: Option<Value>) -> Value {
     }
     doc.insert("span".into(), Value::Object(span));
     if !is_zero(&s.parent_span_id) {
-        doc.insert("parent".into(), json!({ "id": hex(&s.parent_span_id) }));
+        doc.insert(
+            "parent".into(),
+            json!({ "id": hex::encode(&s.parent_span_id) }),
+        );
     }
     doc.insert(
         "event".into(),

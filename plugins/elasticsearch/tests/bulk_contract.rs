@@ -24,11 +24,8 @@ fn create(h: &TestHost, config: &str) -> Result<PluginInstanceBox, tfo_plugin_ap
 }
 
 fn started(h: &TestHost, config: &str) -> PluginInstanceBox {
-    let mut inst = create(h, config).unwrap_or_else(|e| panic!("create failed: {e:?}"));
-    if let RResult::RErr(e) = inst.start() {
-        panic!("start failed: {e}");
-    }
-    inst
+    let module = tfo_plugin_api::plugin_module!(tfo_elasticsearch);
+    tfo_plugin_api::testing::create_started(module, h, "es", config)
 }
 
 fn config(server: &TestServer, extra: &str) -> String {
@@ -40,10 +37,7 @@ fn config(server: &TestServer, extra: &str) -> String {
 }
 
 fn export(inst: &mut PluginInstanceBox, b: &Batch) -> Result<u64, PluginError> {
-    match inst.export(b) {
-        RResult::ROk(ok) => Ok(ok.accepted),
-        RResult::RErr(e) => Err(e),
-    }
+    tfo_plugin_api::testing::export(inst, b).map(|ok| ok.accepted)
 }
 
 fn now_ns() -> u64 {
@@ -534,4 +528,12 @@ fn preview_shows_the_bulk_body_without_sending() {
     assert!(text.contains(r#""message":"hello""#), "{text}");
     assert!(server.requests().is_empty());
     assert!(inst.shutdown(1000).is_ok());
+}
+
+/// `tfo_plugin_api::testing::create_started` (behind `started`) must fail loudly,
+/// naming the instance, when the config is refused, not hand back a dead instance.
+#[test]
+#[should_panic(expected = "create \"es\"")]
+fn started_panics_with_the_create_error() {
+    started(&TestHost::default(), r#"{"endpoints": ["localhost:9200"]}"#);
 }

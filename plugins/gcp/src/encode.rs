@@ -57,6 +57,7 @@ use tfo_plugin_api::{
     AnyValue, Batch, DataPoint, KeyValue, LogRecord, Metric, MetricKind, PointValue, Span,
     SpanKind, StatusCode, Temporality,
 };
+use tfo_plugin_common::hex;
 
 use crate::{auth::percent_encode, config::Settings};
 
@@ -540,10 +541,15 @@ impl Encoder {
         if r.trace_id != [0; 16] {
             e.insert(
                 "trace".into(),
-                format!("projects/{}/traces/{}", self.project, hex(&r.trace_id)).into(),
+                format!(
+                    "projects/{}/traces/{}",
+                    self.project,
+                    hex::encode(&r.trace_id)
+                )
+                .into(),
             );
             if r.span_id != [0; 8] {
-                e.insert("spanId".into(), hex(&r.span_id).into());
+                e.insert("spanId".into(), hex::encode(&r.span_id).into());
             }
         }
         Value::Object(e)
@@ -582,8 +588,8 @@ impl Encoder {
 
     /// One v2 `Span`; resource attributes follow the span's own (which win).
     pub fn span(&self, s: &Span, resource: &[KeyValue]) -> Value {
-        let trace = hex(&s.trace_id);
-        let id = hex(&s.span_id);
+        let trace = hex::encode(&s.trace_id);
+        let id = hex::encode(&s.span_id);
         let mut v = Map::new();
         v.insert(
             "name".into(),
@@ -591,7 +597,7 @@ impl Encoder {
         );
         v.insert("spanId".into(), id.into());
         if s.parent_span_id != [0; 8] {
-            v.insert("parentSpanId".into(), hex(&s.parent_span_id).into());
+            v.insert("parentSpanId".into(), hex::encode(&s.parent_span_id).into());
         }
         v.insert("displayName".into(), truncatable(&s.name, MAX_DISPLAY_NAME));
         v.insert("startTime".into(), rfc3339(s.start_time_unix_nano).into());
@@ -894,11 +900,6 @@ fn json_value(v: &AnyValue) -> Value {
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// RFC 3339 UTC with nanoseconds (`google.protobuf.Timestamp` JSON).

@@ -17,6 +17,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{__private::abi_stable::std_types::RResult, ErrorKind, HealthState};
 use tfo_plugin_common::testing::{ScriptedResponse, TestServer};
 

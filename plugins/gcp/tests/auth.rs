@@ -22,6 +22,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use tfo_plugin_api::testing::export;
 use tfo_plugin_api::{ErrorKind, HealthState};
 use tfo_plugin_common::testing::{ScriptedResponse, TestServer};
 

@@ -64,6 +64,7 @@ use tfo_plugin_api::{
     AnyValue, Batch, HistogramValue, KeyValue, LogRecord, PointValue, Span, SpanKind, StatusCode,
     SummaryValue,
 };
+use tfo_plugin_common::hex;
 
 use crate::config::Precision;
 
@@ -338,10 +339,10 @@ impl Encoder<'_> {
             ));
         }
         if l.trace_id != [0; 16] {
-            fields.push(("trace_id".into(), FieldValue::Str(hex(&l.trace_id))));
+            fields.push(("trace_id".into(), FieldValue::Str(hex::encode(&l.trace_id))));
         }
         if l.span_id != [0; 8] {
-            fields.push(("span_id".into(), FieldValue::Str(hex(&l.span_id))));
+            fields.push(("span_id".into(), FieldValue::Str(hex::encode(&l.span_id))));
         }
         self.attribute_fields(&l.attributes, &mut fields);
         let time = if l.time_unix_nano != 0 {
@@ -369,13 +370,19 @@ impl Encoder<'_> {
             &mut self.out.skipped,
         );
         let mut fields = vec![
-            ("trace_id".to_string(), FieldValue::Str(hex(&s.trace_id))),
-            ("span_id".to_string(), FieldValue::Str(hex(&s.span_id))),
+            (
+                "trace_id".to_string(),
+                FieldValue::Str(hex::encode(&s.trace_id)),
+            ),
+            (
+                "span_id".to_string(),
+                FieldValue::Str(hex::encode(&s.span_id)),
+            ),
         ];
         if s.parent_span_id != [0; 8] {
             fields.push((
                 "parent_span_id".into(),
-                FieldValue::Str(hex(&s.parent_span_id)),
+                FieldValue::Str(hex::encode(&s.parent_span_id)),
             ));
         }
         let duration = s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano);
@@ -648,15 +655,6 @@ pub fn format_float(b: f64) -> String {
 
 fn sat_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// OpenTelemetry's short name of a severity number (logs data model, "Displaying

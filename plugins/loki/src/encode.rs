@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use prost::Message as _;
 use serde_json::{json, Map, Value};
 use tfo_plugin_api::{AnyValue, Batch, KeyValue, LogRecord};
+use tfo_plugin_common::hex;
 
 use crate::config::{Config, OtherAttributes, MAX_LABEL_VALUE_BYTES};
 
@@ -256,10 +257,6 @@ fn text(v: &AnyValue) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The OpenTelemetry severity range name of a severity number, lower case.
 pub fn severity_name(n: u8) -> Option<&'static str> {
     Some(match n {
@@ -407,10 +404,10 @@ fn entry(
             }
         }
         if rec.trace_id.iter().any(|b| *b != 0) {
-            other.insert("trace_id".into(), hex(&rec.trace_id));
+            other.insert("trace_id".into(), hex::encode(&rec.trace_id));
         }
         if rec.span_id.iter().any(|b| *b != 0) {
-            other.insert("span_id".into(), hex(&rec.span_id));
+            other.insert("span_id".into(), hex::encode(&rec.span_id));
         }
         match opts.other {
             OtherAttributes::StructuredMetadata => {

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, DataTypes,
-    ErrorKind, HealthState, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox, Resource,
+    testing::TestHost, AnyValue, Batch, DataTypes, ErrorKind, HealthState, KeyValue, LogRecord,
+    Metric, PluginError, PluginInstanceBox, Resource,
 };
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 
@@ -219,11 +219,8 @@ fn create(h: &TestHost, config: &str) -> Result<PluginInstanceBox, tfo_plugin_ap
 }
 
 fn started(h: &TestHost, config: &str) -> PluginInstanceBox {
-    let mut inst = create(h, config).unwrap_or_else(|e| panic!("create failed: {e:?}"));
-    if let RResult::RErr(e) = inst.start() {
-        panic!("start failed: {e}");
-    }
-    inst
+    let module = tfo_plugin_api::plugin_module!(tfo_loki);
+    tfo_plugin_api::testing::create_started(module, h, "loki", config)
 }
 
 fn config(server: &TestServer, extra: &str) -> String {
@@ -235,10 +232,7 @@ fn config(server: &TestServer, extra: &str) -> String {
 }
 
 fn export(inst: &mut PluginInstanceBox, b: &Batch) -> Result<u64, PluginError> {
-    match inst.export(b) {
-        RResult::ROk(ok) => Ok(ok.accepted),
-        RResult::RErr(e) => Err(e),
-    }
+    tfo_plugin_api::testing::export(inst, b).map(|ok| ok.accepted)
 }
 
 fn rec(time: u64, sev: u8, body: &str, attrs: Vec<KeyValue>) -> LogRecord {

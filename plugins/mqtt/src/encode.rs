@@ -63,6 +63,7 @@ use tfo_plugin_api::{
 };
 use tfo_plugin_common::{
     auth::base64,
+    hex,
     otlp::{self, prost::Message as _},
 };
 
@@ -437,8 +438,8 @@ struct JsonSpan<'a> {
 pub fn span_json(resource: &Resource, span: &Span) -> String {
     let msg = JsonSpan {
         ty: "span",
-        trace_id: hex(&span.trace_id),
-        span_id: hex(&span.span_id),
+        trace_id: hex::encode(&span.trace_id),
+        span_id: hex::encode(&span.span_id),
         parent_span_id: nonzero_hex(&span.parent_span_id),
         name: &span.name,
         kind: span_kind(span.kind),
@@ -501,17 +502,8 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn nonzero_hex(bytes: &[u8]) -> Option<String> {
-    bytes.iter().any(|b| *b != 0).then(|| hex(bytes))
+    bytes.iter().any(|b| *b != 0).then(|| hex::encode(bytes))
 }
 
 /// Lower-case name of a metric kind, as in the JSON messages.

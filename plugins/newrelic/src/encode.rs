@@ -53,7 +53,10 @@ use tfo_plugin_api::{
     Temporality,
 };
 
-use tfo_plugin_common::chunk::{Entry, Frame};
+use tfo_plugin_common::{
+    chunk::{Entry, Frame},
+    hex,
+};
 
 use crate::config::{Config, METRIC_RESERVED_KEYS};
 
@@ -300,11 +303,6 @@ pub fn metric_entries(batch: &Batch, now_ms: i64) -> (Vec<Entry>, u64) {
     (out, skipped)
 }
 
-/// Lower-case hex of an id.
-pub fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A log `level` for a record: its severity text, else a name for its number.
 pub fn level(number: u8, text: &str) -> Option<String> {
     if !text.trim().is_empty() {
@@ -341,10 +339,10 @@ pub fn log(rec: &LogRecord) -> Value {
         a.insert("level".into(), json!(l));
     }
     if rec.trace_id.iter().any(|b| *b != 0) {
-        a.insert("trace.id".into(), json!(hex(&rec.trace_id)));
+        a.insert("trace.id".into(), json!(hex::encode(&rec.trace_id)));
     }
     if rec.span_id.iter().any(|b| *b != 0) {
-        a.insert("span.id".into(), json!(hex(&rec.span_id)));
+        a.insert("span.id".into(), json!(hex::encode(&rec.span_id)));
     }
     if !a.is_empty() {
         m.insert("attributes".into(), Value::Object(a));
@@ -375,7 +373,7 @@ pub fn span(s: &Span) -> Value {
     let dur_ns = s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano);
     a.insert("duration.ms".into(), json!(dur_ns as f64 / 1e6));
     if s.parent_span_id.iter().any(|b| *b != 0) {
-        a.insert("parent.id".into(), json!(hex(&s.parent_span_id)));
+        a.insert("parent.id".into(), json!(hex::encode(&s.parent_span_id)));
     }
     if let Some(k) = kind_name(s.kind) {
         a.insert("span.kind".into(), json!(k));
@@ -393,8 +391,8 @@ pub fn span(s: &Span) -> Value {
         }
     }
     json!({
-        "id": hex(&s.span_id),
-        "trace.id": hex(&s.trace_id),
+        "id": hex::encode(&s.span_id),
+        "trace.id": hex::encode(&s.trace_id),
         "timestamp": s.start_time_unix_nano / 1_000_000,
         "attributes": a,
     })

@@ -60,7 +60,7 @@ use serde_json::{json, Map, Number, Value};
 use tfo_plugin_api::{
     AnyValue, Batch, KeyValue, LogRecord, Metric, PointValue, Span, SpanKind, StatusCode,
 };
-use tfo_plugin_common::auth::base64;
+use tfo_plugin_common::{auth::base64, hex};
 
 use crate::config::{Config, SourceTypes};
 
@@ -373,10 +373,6 @@ fn fields_value(fields: BTreeMap<String, String>) -> Value {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn is_zero(id: &[u8]) -> bool {
     id.iter().all(|b| *b == 0)
 }
@@ -410,10 +406,10 @@ fn encode_log(log: &LogRecord, resource: &[KeyValue], opts: &Options, out: &mut 
         fields.insert("severity_number".into(), log.severity_number.to_string());
     }
     if !is_zero(&log.trace_id) {
-        fields.insert("trace_id".into(), hex(&log.trace_id));
+        fields.insert("trace_id".into(), hex::encode(&log.trace_id));
     }
     if !is_zero(&log.span_id) {
-        fields.insert("span_id".into(), hex(&log.span_id));
+        fields.insert("span_id".into(), hex::encode(&log.span_id));
     }
     if !fields.is_empty() {
         env.insert("fields".into(), fields_value(fields));
@@ -475,9 +471,9 @@ fn encode_span(span: &Span, resource: &[KeyValue], opts: &Options, out: &mut Enc
         status.insert("message".into(), span.status_message.as_str().into());
     }
     let event = json!({
-        "trace_id": hex(&span.trace_id),
-        "span_id": hex(&span.span_id),
-        "parent_span_id": if is_zero(&span.parent_span_id) { String::new() } else { hex(&span.parent_span_id) },
+        "trace_id": hex::encode(&span.trace_id),
+        "span_id": hex::encode(&span.span_id),
+        "parent_span_id": if is_zero(&span.parent_span_id) { String::new() } else { hex::encode(&span.parent_span_id) },
         "name": span.name.as_str(),
         "kind": span_kind(span.kind),
         "start_time": span.start_time_unix_nano,
@@ -490,7 +486,7 @@ fn encode_span(span: &Span, resource: &[KeyValue], opts: &Options, out: &mut Enc
     env.insert("event".into(), event);
     let mut fields = BTreeMap::new();
     add_fields(&mut fields, resource, out);
-    fields.insert("trace_id".into(), hex(&span.trace_id));
+    fields.insert("trace_id".into(), hex::encode(&span.trace_id));
     env.insert("fields".into(), fields_value(fields));
     out.push(Value::Object(env), 1, opts.max_event_bytes, "span");
 }

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, CreateError,
-    ErrorKind, ExportOk, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox, Resource,
-    Span, SpanKind, StatusCode,
+    __private::abi_stable::std_types::RResult,
+    testing::{export, TestHost},
+    AnyValue, Batch, CreateError, ErrorKind, KeyValue, LogRecord, Metric, PluginInstanceBox,
+    Resource, Span, SpanKind, StatusCode,
 };
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 
@@ -39,16 +40,8 @@ fn sink(server: &TestServer, extra: &str) -> PluginInstanceBox {
         server.url(""),
         server.ca_file()
     );
-    let mut inst = create(&config).unwrap_or_else(|e| panic!("create: {e:?}"));
-    assert!(inst.start().is_ok());
-    inst
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
+    let module = tfo_plugin_api::plugin_module!(tfo_splunk);
+    tfo_plugin_api::testing::create_started(module, &TestHost::default(), "splunk", &config)
 }
 
 fn ok_json(body: Value) -> ScriptedResponse {

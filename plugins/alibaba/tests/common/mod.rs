@@ -11,10 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, Batch, CreateError, ExportOk, PluginError,
-    PluginInstanceBox, PluginModRef,
-};
+use tfo_plugin_api::{CreateError, PluginError, PluginInstanceBox, PluginModRef};
 
 pub use tfo_plugin_api::testing::TestHost;
 
@@ -35,14 +32,6 @@ pub fn module() -> PluginModRef {
 /// Calls the plugin's `create` as the agent does.
 pub fn create(host: &TestHost, config: &str) -> Result<PluginInstanceBox, CreateError> {
     tfo_plugin_api::testing::create(module(), host, "alibaba", config)
-}
-
-/// Exports through the FFI entry point.
-pub fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
 }
 
 /// Credentials part of a config.

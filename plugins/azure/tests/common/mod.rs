@@ -6,10 +6,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, Batch, CreateError, ExportOk, PluginError,
-    PluginInstanceBox, PluginModRef,
-};
+use tfo_plugin_api::{CreateError, PluginError, PluginInstanceBox, PluginModRef};
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 
 pub use tfo_plugin_api::testing::TestHost;
@@ -27,14 +24,6 @@ pub fn module() -> PluginModRef {
 /// Calls the plugin's `create` as the agent does.
 pub fn create(host: &TestHost, config: &str) -> Result<PluginInstanceBox, CreateError> {
     tfo_plugin_api::testing::create(module(), host, "azure", config)
-}
-
-/// Exports through the FFI entry point.
-pub fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
 }
 
 /// A login server and an API server (both HTTPS with their own CAs) plus a CA file

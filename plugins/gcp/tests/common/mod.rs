@@ -16,9 +16,8 @@ use std::{
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, AnyValue, Batch, CreateError, ExportOk, KeyValue,
-    LogRecord, Metric, PluginError, PluginInstanceBox, PluginModRef, Resource, Span, SpanKind,
-    StatusCode,
+    AnyValue, Batch, CreateError, KeyValue, LogRecord, Metric, PluginInstanceBox, PluginModRef,
+    Resource, Span, SpanKind, StatusCode,
 };
 use tfo_plugin_common::testing::{RecordedRequest, ScriptedResponse, TestServer};
 
@@ -51,14 +50,6 @@ pub fn create(host: &TestHost, config: &Value) -> Result<PluginInstanceBox, Crea
 /// Creates an instance, panicking with the config errors.
 pub fn instance(host: &TestHost, config: &Value) -> PluginInstanceBox {
     create(host, config).unwrap_or_else(|e| panic!("create: {e:?}"))
-}
-
-/// Exports `batch` and converts the FFI result.
-pub fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
 }
 
 /// Writes a service-account key file (the layout IAM downloads) for `pem`, whose

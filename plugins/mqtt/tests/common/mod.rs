@@ -19,10 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, AnyValue, Batch, CreateError, PluginInstanceBox,
-    PluginModRef, PointValue,
-};
+use tfo_plugin_api::{AnyValue, Batch, CreateError, PluginInstanceBox, PluginModRef, PointValue};
 
 pub use tfo_plugin_api::testing::TestHost;
 
@@ -114,11 +111,7 @@ pub fn create(host: &TestHost, config: &str) -> Result<PluginInstanceBox, Create
 
 /// Creates and starts an instance; panics with the error otherwise.
 pub fn start(host: &TestHost, config: &str) -> PluginInstanceBox {
-    let mut inst = create(host, config).unwrap_or_else(|e| panic!("create: {e:?}"));
-    if let RResult::RErr(e) = inst.start() {
-        panic!("start: {e}");
-    }
-    inst
+    tfo_plugin_api::testing::create_started(module(), host, "mqtt", config)
 }
 
 /// Finds a program on `PATH` or in `/usr/sbin`. Missing: `None` after printing
