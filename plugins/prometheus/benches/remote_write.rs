@@ -6,8 +6,9 @@
 //! 3,300 series, each with `__name__` + 9 more labels (10 labels) and one sample.
 //!
 //! - `full`: what `export` does per batch for remote write: `convert` (agent data
-//!   model -> families: name/label sanitising), `encode_families` (labels sorted,
-//!   one `TimeSeries` per label set, protobuf written directly), Snappy;
+//!   model -> families: name/label sanitising), `remote_write::Encoder` (labels
+//!   sorted, one `TimeSeries` per label set, protobuf written directly, buffers
+//!   reused between batches), Snappy;
 //! - `encode`: from converted families to the compressed body;
 //! - `protobuf`: the same without Snappy;
 //! - `encode_prost_build` / `prost_only`: the previous path (owned `WriteRequest`
@@ -59,33 +60,33 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("remote_write_3300");
     g.throughput(Throughput::Elements(3300));
-    let mut snappy = snap::raw::Encoder::new();
+    let mut compressor = remote_write::Compressor::default();
+    // The sink's encoder, reused between batches as `export` does.
+    let mut encoder = remote_write::Encoder::default();
     let mut proto = Vec::new();
-    let mut body = Vec::new();
     // What `export` does per batch.
     g.bench_function("full", |b| {
         b.iter(|| {
             let f = convert(&batch, &opts).families;
             proto.clear();
-            remote_write::encode_families(&f, 1_700_000_000_000, &mut proto);
-            remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
-            body.len()
+            encoder.encode(&f, 1_700_000_000_000, &mut proto);
+            // The body moves into the request: `export` copies it out.
+            compressor.compress(&proto).unwrap().to_vec()
         })
     });
     // From converted families: group, sort, protobuf, Snappy.
     g.bench_function("encode", |b| {
         b.iter(|| {
             proto.clear();
-            remote_write::encode_families(&families, 1_700_000_000_000, &mut proto);
-            remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
-            body.len()
+            encoder.encode(&families, 1_700_000_000_000, &mut proto);
+            compressor.compress(&proto).unwrap().to_vec()
         })
     });
     // The same without Snappy: protobuf of 3,300 series only.
     g.bench_function("protobuf", |b| {
         b.iter(|| {
             proto.clear();
-            remote_write::encode_families(&families, 1_700_000_000_000, &mut proto)
+            encoder.encode(&families, 1_700_000_000_000, &mut proto)
         })
     });
     // Before: owned `WriteRequest` (labels cloned) + prost + Snappy.

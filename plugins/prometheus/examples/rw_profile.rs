@@ -4,9 +4,10 @@
 //! (instructions per series = Ir of the phase / (n x 3,300)). Run natively it
 //! prints the fastest and the median wall time of the n runs.
 //!
-//! Phases: `full` (convert + encode_families + snappy), `convert`, `encode`
-//! (encode_families + snappy), `protobuf` (encode_families), `snappy`, `prost`
-//! (the previous build + prost + snappy).
+//! Phases: `full` (convert + `Encoder::encode` + `Compressor` + copy of the body,
+//! as `export` does), `convert`, `encode` (`Encoder::encode` + `Compressor` +
+//! copy), `protobuf` (`Encoder::encode`), `snappy` (`Compressor`), `prost` (the
+//! previous build + prost + snappy).
 
 use std::time::Instant;
 
@@ -49,10 +50,12 @@ fn main() {
     let batch = batch_3300();
     let opts = Options::default();
     let families = convert(&batch, &opts).families;
+    // The sink's encoder, reused between batches as `export` does.
+    let mut encoder = remote_write::Encoder::default();
     let mut proto = Vec::new();
-    remote_write::encode_families(&families, 1, &mut proto);
-    let mut body = Vec::new();
-    let mut snappy = snap::raw::Encoder::new();
+    encoder.encode(&families, 1, &mut proto);
+    // The sink's compressor; `export` copies the body out of it (`to_vec`).
+    let mut compressor = remote_write::Compressor::default();
     let mut times = Vec::with_capacity(n);
     let mut sink = 0usize;
     for _ in 0..n {
@@ -61,28 +64,24 @@ fn main() {
             "full" => {
                 let f = convert(&batch, &opts).families;
                 proto.clear();
-                remote_write::encode_families(&f, 1, &mut proto);
-                remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
-                body.len()
+                encoder.encode(&f, 1, &mut proto);
+                compressor.compress(&proto).unwrap().to_vec().len()
             }
             "convert" => convert(&batch, &opts).families.len(),
             "encode" => {
                 let mut p = Vec::new();
                 std::mem::swap(&mut p, &mut proto);
                 p.clear();
-                remote_write::encode_families(&families, 1, &mut p);
-                remote_write::compress_into(&mut snappy, &p, &mut body).unwrap();
+                encoder.encode(&families, 1, &mut p);
+                let n = compressor.compress(&p).unwrap().to_vec().len();
                 proto = p;
-                body.len()
+                n
             }
             "protobuf" => {
                 proto.clear();
-                remote_write::encode_families(&families, 1, &mut proto)
+                encoder.encode(&families, 1, &mut proto)
             }
-            "snappy" => {
-                remote_write::compress_into(&mut snappy, &proto, &mut body).unwrap();
-                body.len()
-            }
+            "snappy" => compressor.compress(&proto).unwrap().len(),
             "prost" => {
                 let r = remote_write::build(&families, 1);
                 remote_write::encode_body(&r).unwrap().len()

@@ -65,10 +65,12 @@ pub struct PrometheusSink {
     last_error: Option<String>,
     /// Families already warned about (a conflict repeats with every batch).
     warned: HashSet<String>,
+    /// Remote write: the encoder's work buffers (reused between batches).
+    encoder: remote_write::Encoder,
     /// Remote write: the protobuf of the last batch (reused, not reallocated).
     proto: Vec<u8>,
-    /// Remote write: Snappy state (its hash table is reused between batches).
-    snappy: snap::raw::Encoder,
+    /// Remote write: Snappy state and output buffer (reused between batches).
+    compressor: remote_write::Compressor,
 }
 
 impl PrometheusSink {
@@ -91,8 +93,9 @@ impl PrometheusSink {
             writer,
             last_error: None,
             warned: HashSet::new(),
+            encoder: remote_write::Encoder::default(),
             proto: Vec::new(),
-            snappy: snap::raw::Encoder::new(),
+            compressor: remote_write::Compressor::default(),
             config,
         })
     }
@@ -158,12 +161,15 @@ impl Plugin for PrometheusSink {
         }
         if let Some(writer) = &self.writer {
             self.proto.clear();
-            let series = remote_write::encode_families(&families, now_ms(), &mut self.proto);
+            let series = self.encoder.encode(&families, now_ms(), &mut self.proto);
             if series > 0 {
-                // The body moves into the request, so it is a new buffer per batch.
-                let mut body = Vec::new();
-                remote_write::compress_into(&mut self.snappy, &self.proto, &mut body)
-                    .map_err(PluginError::permanent)?;
+                // The body moves into the request, so it is a new buffer per batch,
+                // of exactly the compressed size.
+                let body = self
+                    .compressor
+                    .compress(&self.proto)
+                    .map_err(PluginError::permanent)?
+                    .to_vec();
                 if let Err(e) = ctx.block_on(writer.send(body)) {
                     self.last_error = Some(e.message.to_string());
                     return Err(e);

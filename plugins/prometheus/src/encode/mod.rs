@@ -191,80 +191,146 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
     if let Some(t) = target {
         families.insert(t.meta.name.clone(), t);
     }
+    // Batches usually carry runs of metrics of one name (one metric per point, or
+    // per attribute set): the family name and unit of the previous metric are
+    // reused, so a metric that joins an existing family allocates nothing of its
+    // own, only its points do.
+    let mut memo: Option<NameMemo<'_>> = None;
     for metric in batch.metrics.iter() {
-        let Some(family) = convert_metric(metric, &resource_labels, opts, &mut out.dropped) else {
+        let Some((kind, delta)) = family_kind(metric, &mut out.dropped) else {
             continue;
         };
-        match families.get_mut(&family.meta.name) {
-            None => {
-                families.insert(family.meta.name.clone(), family);
-            }
-            Some(existing)
-                if existing.meta.kind == family.meta.kind && existing.delta == family.delta =>
-            {
-                if existing.meta.help.is_empty() {
-                    existing.meta.help = family.meta.help;
+        let (name, unit) = (metric.name.as_str(), metric.unit.as_str());
+        let names = match memo.take() {
+            Some(m) if m.name == name && m.unit == unit && m.kind == kind => m,
+            _ => {
+                let prom = prom_unit(unit);
+                NameMemo {
+                    name,
+                    unit,
+                    kind,
+                    family: family_name(name, &prom, kind, opts.namespace.as_deref()),
+                    prom_unit: prom,
                 }
-                existing.points.extend(family.points);
             }
-            Some(existing) => out.dropped.push(format!(
-                "metric {:?}: family {} is already a {}{}; dropped",
-                metric.name.as_str(),
-                existing.meta.name,
-                if existing.delta { "delta " } else { "" },
-                existing.meta.kind.as_str()
-            )),
+        };
+        let names = memo.insert(names);
+        let Some(family_name) = &names.family else {
+            out.dropped
+                .push(format!("metric {name:?}: no usable name; dropped"));
+            continue;
+        };
+        match families.get_mut(family_name.as_str()) {
+            None => {
+                let mut points = Vec::with_capacity(metric.points.len());
+                convert_points(
+                    metric,
+                    kind,
+                    &resource_labels,
+                    &mut points,
+                    &mut out.dropped,
+                );
+                families.insert(
+                    family_name.clone(),
+                    Family {
+                        meta: FamilyMeta {
+                            name: family_name.clone(),
+                            kind,
+                            help: metric.description.as_str().to_string(),
+                            unit: names.prom_unit.clone(),
+                        },
+                        delta,
+                        points,
+                    },
+                );
+            }
+            Some(existing) if existing.meta.kind == kind && existing.delta == delta => {
+                if existing.meta.help.is_empty() {
+                    existing.meta.help = metric.description.as_str().to_string();
+                }
+                convert_points(
+                    metric,
+                    kind,
+                    &resource_labels,
+                    &mut existing.points,
+                    &mut out.dropped,
+                );
+            }
+            Some(existing) => {
+                // Converted for the reasons of dropped points only, as before.
+                let mut points = Vec::new();
+                convert_points(
+                    metric,
+                    kind,
+                    &resource_labels,
+                    &mut points,
+                    &mut out.dropped,
+                );
+                out.dropped.push(format!(
+                    "metric {:?}: family {} is already a {}{}; dropped",
+                    metric.name.as_str(),
+                    existing.meta.name,
+                    if existing.delta { "delta " } else { "" },
+                    existing.meta.kind.as_str()
+                ));
+            }
         }
     }
     out.families = families.into_values().collect();
     out
 }
 
-/// One metric as a family, or `None` (with the reason in `dropped`).
-fn convert_metric(
+/// The names [`convert`] computed for the previous metric.
+struct NameMemo<'a> {
+    name: &'a str,
+    unit: &'a str,
+    kind: FamilyType,
+    family: Option<String>,
+    prom_unit: String,
+}
+
+/// The family type of a metric and whether its points are deltas, or `None`
+/// (with the reason in `dropped`).
+fn family_kind(metric: &Metric, dropped: &mut Vec<String>) -> Option<(FamilyType, bool)> {
+    Some(
+        match (metric.kind, metric.is_monotonic, metric.temporality) {
+            (MetricKind::Gauge, _, _) => (FamilyType::Gauge, false),
+            (MetricKind::Sum, true, Temporality::Delta) => (FamilyType::Counter, true),
+            (MetricKind::Sum, true, _) => (FamilyType::Counter, false),
+            (MetricKind::Sum, false, Temporality::Delta) => {
+                dropped.push(format!(
+                    "metric {:?}: non-monotonic delta sums have no Prometheus equivalent; dropped",
+                    metric.name.as_str()
+                ));
+                return None;
+            }
+            (MetricKind::Sum, false, _) => (FamilyType::Gauge, false),
+            (MetricKind::Histogram, _, Temporality::Delta) => (FamilyType::Histogram, true),
+            (MetricKind::Histogram, _, _) => (FamilyType::Histogram, false),
+            (MetricKind::Summary, _, _) => (FamilyType::Summary, false),
+        },
+    )
+}
+
+/// The points of `metric` appended to `points` (the reason of each dropped one in
+/// `dropped`).
+fn convert_points(
     metric: &Metric,
+    kind: FamilyType,
     resource_labels: &Labels,
-    opts: &Options,
+    points: &mut Vec<Point>,
     dropped: &mut Vec<String>,
-) -> Option<Family> {
-    let name = metric.name.as_str();
-    let (kind, delta) = match (metric.kind, metric.is_monotonic, metric.temporality) {
-        (MetricKind::Gauge, _, _) => (FamilyType::Gauge, false),
-        (MetricKind::Sum, true, Temporality::Delta) => (FamilyType::Counter, true),
-        (MetricKind::Sum, true, _) => (FamilyType::Counter, false),
-        (MetricKind::Sum, false, Temporality::Delta) => {
-            dropped.push(format!(
-                "metric {name:?}: non-monotonic delta sums have no Prometheus equivalent; dropped"
-            ));
-            return None;
-        }
-        (MetricKind::Sum, false, _) => (FamilyType::Gauge, false),
-        (MetricKind::Histogram, _, Temporality::Delta) => (FamilyType::Histogram, true),
-        (MetricKind::Histogram, _, _) => (FamilyType::Histogram, false),
-        (MetricKind::Summary, _, _) => (FamilyType::Summary, false),
-    };
-    let unit = prom_unit(metric.unit.as_str());
-    let Some(family_name) = family_name(name, &unit, kind, opts.namespace.as_deref()) else {
-        dropped.push(format!("metric {name:?}: no usable name; dropped"));
-        return None;
-    };
-    let mut points = Vec::with_capacity(metric.points.len());
+) {
+    points.reserve(metric.points.len());
     for p in metric.points.iter() {
         match convert_point(p, kind, resource_labels) {
             Ok(point) => points.push(point),
-            Err(why) => dropped.push(format!("metric {name:?}: point dropped: {why}")),
+            Err(why) => dropped.push(format!(
+                "metric {:?}: point dropped: {why}",
+                metric.name.as_str()
+            )),
         }
     }
-    Some(Family {
-        meta: FamilyMeta {
-            name: family_name,
-            kind,
-            help: metric.description.as_str().to_string(),
-            unit,
-        },
-        delta,
-        points,
-    })
 }
 
 fn convert_point(
@@ -428,6 +494,38 @@ pub fn resource_labels(resource: &Resource) -> (Labels, Option<Family>) {
 /// `exported_<name>`, then the resource's `job`/`instance`, which win; empty values
 /// dropped; sorted by name.
 pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
+    // The common case: every key already is a valid label name, none reserved.
+    // Then no two different keys can collide, and each label is its key and
+    // value copied once (no sanitising, no collision search).
+    if attrs
+        .iter()
+        .all(|kv| is_label_name(kv.key.as_str()) && Some(kv.key.as_str()) != reserved)
+    {
+        let mut map: Labels = Vec::with_capacity(attrs.len() + resource.len());
+        map.extend(
+            attrs
+                .iter()
+                .map(|kv| (kv.key.as_str().to_string(), attribute_value(&kv.value))),
+        );
+        // Stable: of a repeated key the last one stays (attributes are a map).
+        if !map.windows(2).all(|w| name_cmp(&w[0].0, &w[1].0).is_lt()) {
+            map.sort_by(|a, b| name_cmp(&a.0, &b.0));
+            map.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    std::mem::swap(&mut later.1, &mut earlier.1);
+                }
+                same
+            });
+        }
+        return finish_labels(map, resource);
+    }
+    point_labels_general(attrs, reserved, resource)
+}
+
+/// [`point_labels`] for any keys: sanitised, colliding names joined, a reserved
+/// name renamed.
+fn point_labels_general(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
     // Original key order decides the join order of colliding keys.
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
@@ -455,6 +553,12 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
             None => map.push((name, value)),
         }
     }
+    finish_labels(map, resource)
+}
+
+/// [`point_labels`]' last step: the resource's labels win, empty values go, sorted
+/// by name.
+fn finish_labels(mut map: Labels, resource: &Labels) -> Labels {
     for (k, v) in resource {
         match map.iter_mut().find(|(name, _)| name == k) {
             Some((_, old)) => old.clone_from(v),
@@ -462,8 +566,31 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
         }
     }
     map.retain(|(_, v)| !v.is_empty());
-    map.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if !map.windows(2).all(|w| name_cmp(&w[0].0, &w[1].0).is_lt()) {
+        map.sort_unstable_by(|a, b| name_cmp(&a.0, &b.0));
+    }
     map
+}
+
+/// Byte order of two label names (`String`'s order); most differ in their first
+/// byte, decided here without a `memcmp` call.
+#[inline]
+fn name_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Whether `key` is its own label name ([`label_name`] returns it unchanged):
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, no leading digit, no run of `_`, not `_` alone.
+fn is_label_name(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && key != "_"
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && !b.windows(2).any(|w| w == b"__")
 }
 
 /// An attribute value as a label value: strings as they are, booleans and numbers
@@ -472,7 +599,7 @@ pub fn attribute_value(v: &AnyValue) -> String {
     match v {
         AnyValue::Str(s) => s.as_str().to_string(),
         AnyValue::Bool(b) => b.to_string(),
-        AnyValue::Int(i) => i.to_string(),
+        AnyValue::Int(i) => itoa::Buffer::new().format(*i).to_string(),
         AnyValue::Double(d) => format_double(*d),
         AnyValue::Bytes(b) => tfo_plugin_common::auth::base64(b),
     }
@@ -704,5 +831,7 @@ pub fn canonical_float(f: f64) -> String {
     }
 }
 
+#[cfg(test)]
+mod equivalence_tests;
 #[cfg(test)]
 mod tests;
