@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, ErrorKind,
-    ExportOk, HealthState, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox, Resource,
-    Span, SpanKind, StatusCode,
+    __private::abi_stable::std_types::RResult,
+    testing::{export, TestHost},
+    AnyValue, Batch, ErrorKind, HealthState, KeyValue, LogRecord, Metric, PluginInstanceBox,
+    Resource, Span, SpanKind, StatusCode,
 };
 use tfo_plugin_common::{
     otlp::{
@@ -50,13 +51,6 @@ fn config(server: &TestServer, extra: &str) -> String {
 
 fn instance(host: &TestHost, cfg: &str) -> PluginInstanceBox {
     create(host, cfg).unwrap_or_else(|e| panic!("create: {e:?}"))
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
 }
 
 fn log_record(msg: &str) -> LogRecord {

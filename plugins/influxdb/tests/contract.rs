@@ -92,10 +92,7 @@ fn export(
     inst: &mut tfo_plugin_api::PluginInstanceBox,
     b: &tfo_plugin_api::Batch,
 ) -> Result<u64, tfo_plugin_api::PluginError> {
-    match inst.export(b) {
-        RResult::ROk(ok) => Ok(ok.accepted),
-        RResult::RErr(e) => Err(e),
-    }
+    tfo_plugin_api::testing::export(inst, b).map(|ok| ok.accepted)
 }
 
 #[test]

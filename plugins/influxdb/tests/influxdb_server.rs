@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, ErrorKind, KeyValue, PluginInstanceBox, PointValue,
-    Span, SpanKind, StatusCode,
+    ErrorKind, KeyValue, PluginInstanceBox, PointValue, Span, SpanKind, StatusCode,
 };
 
 use support::*;
@@ -84,10 +83,7 @@ fn export(
     inst: &mut PluginInstanceBox,
     b: &tfo_plugin_api::Batch,
 ) -> Result<u64, tfo_plugin_api::PluginError> {
-    match inst.export(b) {
-        RResult::ROk(ok) => Ok(ok.accepted),
-        RResult::RErr(e) => Err(e),
-    }
+    tfo_plugin_api::testing::export(inst, b).map(|ok| ok.accepted)
 }
 
 #[test]

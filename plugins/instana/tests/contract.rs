@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tfo_instana::client::Status;
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, ErrorKind,
-    ExportOk, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox, PluginModRef, Resource,
-    Span, SpanKind, StatusCode,
+    testing::{export, TestHost},
+    AnyValue, Batch, ErrorKind, KeyValue, LogRecord, Metric, PluginInstanceBox, PluginModRef,
+    Resource, Span, SpanKind, StatusCode,
 };
 use tfo_plugin_common::{
     otlp::{
@@ -55,13 +55,6 @@ fn create(host: &TestHost, config: &str) -> PluginInstanceBox {
     match tfo_plugin_api::testing::create(module(), host, "instana", config) {
         Ok(i) => i,
         Err(e) => panic!("create: {e:?}"),
-    }
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(o) => Ok(o),
-        RResult::RErr(e) => Err(e),
     }
 }
 

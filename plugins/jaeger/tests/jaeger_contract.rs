@@ -25,9 +25,10 @@ use std::{
 
 use serde_json::{json, Value};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, CreateError,
-    ErrorKind, ExportOk, HealthState, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox,
-    Resource, Span, SpanEvent, SpanKind, StatusCode,
+    __private::abi_stable::std_types::RResult,
+    testing::{create_started, export, TestHost},
+    AnyValue, Batch, CreateError, ErrorKind, HealthState, KeyValue, LogRecord, Metric,
+    PluginInstanceBox, Resource, Span, SpanEvent, SpanKind, StatusCode,
 };
 use tfo_plugin_common::{
     otlp::{
@@ -57,16 +58,12 @@ fn sink(server: &TestServer, extra: &str) -> PluginInstanceBox {
         server.url(""),
         server.ca_file()
     );
-    let mut inst = create(&config).unwrap_or_else(|e| panic!("create: {e:?}"));
-    assert!(inst.start().is_ok());
-    inst
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
+    create_started(
+        tfo_plugin_api::plugin_module!(tfo_jaeger),
+        &TestHost::default(),
+        "jaeger",
+        &config,
+    )
 }
 
 /// True when python3 can import the decoder's modules; otherwise prints what is

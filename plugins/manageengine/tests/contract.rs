@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tfo_manageengine::client::Status;
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, testing::TestHost, AnyValue, Batch, DataTypes,
-    ErrorKind, ExportOk, KeyValue, LogRecord, Metric, PluginError, PluginInstanceBox, PluginModRef,
-    Resource, Span, SpanKind, StatusCode,
+    testing::{export, TestHost},
+    AnyValue, Batch, DataTypes, ErrorKind, KeyValue, LogRecord, Metric, PluginInstanceBox,
+    PluginModRef, Resource, Span, SpanKind, StatusCode,
 };
 use tfo_plugin_common::{
     otlp::{
@@ -52,13 +52,6 @@ fn create(host: &TestHost, config: &str) -> PluginInstanceBox {
     match tfo_plugin_api::testing::create(module(), host, "manageengine", config) {
         Ok(i) => i,
         Err(e) => panic!("create: {e:?}"),
-    }
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(o) => Ok(o),
-        RResult::RErr(e) => Err(e),
     }
 }
 

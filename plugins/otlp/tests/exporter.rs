@@ -22,11 +22,11 @@ use opentelemetry_proto::tonic::collector::{
 };
 use prost::Message as _;
 use serde_json::Value;
+use tfo_plugin_api::testing::{create_started, export};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, AnyValue, Batch, DataPoint, ErrorKind, ExportOk,
-    HistogramValue, KeyValue, LogRecord, Metric, MetricKind, PluginError, PluginInstanceBox,
-    PointValue, Quantile, Resource, Span, SpanEvent, SpanKind, StatusCode, SummaryValue,
-    Temporality,
+    AnyValue, Batch, DataPoint, ErrorKind, HistogramValue, KeyValue, LogRecord, Metric, MetricKind,
+    PluginInstanceBox, PointValue, Quantile, Resource, Span, SpanEvent, SpanKind, StatusCode,
+    SummaryValue, Temporality,
 };
 use tfo_plugin_common::testing::{ScriptedResponse, TestServer};
 
@@ -232,16 +232,7 @@ fn exporter(host: &TestHost, server: &TestServer, extra: &str) -> PluginInstance
         r#"{{"exporter": {{"endpoint": "{}"{ca}{extra}}}}}"#,
         server.url("/")
     );
-    let mut inst = create(host, &config).unwrap_or_else(|e| panic!("create: {e:?}"));
-    assert!(inst.start().is_ok());
-    inst
-}
-
-fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
+    create_started(module(), host, "otlp", &config)
 }
 
 fn decode_with_python(signal: &str, encoding: &str, body: &[u8]) -> Value {

@@ -19,9 +19,8 @@ use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
 };
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, AnyValue, Batch, DataPoint, ExportOk, KeyValue,
-    LogRecord, Metric, PluginError, PluginInstanceBox, PluginModRef, PointValue, Resource, Span,
-    SpanKind, StatusCode,
+    __private::abi_stable::std_types::RResult, AnyValue, Batch, DataPoint, KeyValue, LogRecord,
+    Metric, PluginInstanceBox, PluginModRef, PointValue, Resource, Span, SpanKind, StatusCode,
 };
 
 pub use tfo_plugin_api::testing::TestHost;
@@ -50,24 +49,13 @@ pub fn cluster(brokers: i32, topics: &[&str]) -> MockCluster<'static, DefaultPro
 
 /// Creates and starts an instance with `config` (a JSON object).
 pub fn start(host: &TestHost, config: serde_json::Value) -> PluginInstanceBox {
-    let mut inst =
-        match tfo_plugin_api::testing::create(module(), host, "kafka", &config.to_string()) {
-            Ok(i) => i,
-            Err(e) => panic!("create failed: {e:?}"),
-        };
-    if let RResult::RErr(e) = inst.start() {
-        panic!("start failed: {e:?}");
-    }
-    inst
+    tfo_plugin_api::testing::create_started(module(), host, "kafka", &config.to_string())
 }
 
-/// Exports `batch` through the FFI instance.
-pub fn export(inst: &mut PluginInstanceBox, batch: &Batch) -> Result<ExportOk, PluginError> {
-    match inst.export(batch) {
-        RResult::ROk(ok) => Ok(ok),
-        RResult::RErr(e) => Err(e),
-    }
-}
+/// Exports `batch` through the FFI instance (re-exported for the tests that glob
+/// `common::*`; config.rs does not use it).
+#[allow(unused_imports)]
+pub use tfo_plugin_api::testing::export;
 
 /// Shuts the instance down.
 pub fn stop(mut inst: PluginInstanceBox) {
