@@ -6,6 +6,8 @@
 #   otlp_decode   OTLP/HTTP request bodies, protobuf and JSON, every signal
 #   disk_buffer   disk-buffer segment files after a crash or on a damaged disk
 #   influx_lines  InfluxDB line protocol bodies as the influxdb receiver parses them
+#   remote_write  the prometheus plugin's hand-written remote-write encoder (unsafe
+#                 buffer writes) against build + prost, on names/labels from the input
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #   scripts/test.sh runs it with TFO_FUZZ_SECONDS (default 20 s each); locally run
 #   e.g. `scripts/fuzz.sh 600` for ten minutes per target.
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/../fuzz"
 secs="${1:-${TFO_FUZZ_SECONDS:-20}}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(config snmp_message mqtt_payload otlp_decode disk_buffer influx_lines)
+[ "${#targets[@]}" -gt 0 ] || targets=(config snmp_message mqtt_payload otlp_decode disk_buffer influx_lines remote_write)
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
@@ -40,6 +42,8 @@ seed mqtt_payload ../plugins/mqtt/tests/data/* 2>/dev/null || true
 seed snmp_message ../plugins/snmp/tests/data/*.bin 2>/dev/null || true
 mkdir -p corpus/influx_lines
 printf 'weather,location=us-midwest temperature=82i,raining=true,note="hot \\"day\\"" 1465839830\nmy\\ m,t\\ k=v\\,1 f=1.5e3,u=1u\n' >corpus/influx_lines/reference.txt
+mkdir -p corpus/remote_write
+printf 'cpu_seconds\xfemode\xfeidle\xfecpu\xfe0\xffhttp_requests\xfe__name__\xfex\xfele\xfe0.5\xff\xfe\xfe' >corpus/remote_write/seed.bin
 passed=0; failed=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"

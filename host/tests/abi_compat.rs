@@ -190,8 +190,8 @@ async fn previous_minor_plugin_loads_exchanges_data_and_unloads() {
 
     let emitted: Arc<Mutex<Vec<Batch>>> = Arc::default();
     let sink = emitted.clone();
-    let emit: EmitTarget = Arc::new(move |b: Batch| {
-        sink.lock().unwrap().push(b);
+    let emit: EmitTarget = Arc::new(move |b: &Batch| {
+        sink.lock().unwrap().push(b.clone());
         EmitStatus::Accepted
     });
     let panics = Arc::new(AtomicU64::new(0));

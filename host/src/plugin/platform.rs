@@ -543,6 +543,49 @@ impl Signals {
     }
 }
 
+/// glibc's malloc settings for a long-running agent, applied once at `run` before any
+/// thread starts (plugins share the process's malloc). By default glibc returns free
+/// memory at the top of a heap to the kernel as soon as it exceeds a threshold that
+/// adapts to the largest freed block; a receiver thread that builds and frees ~1.4 MB
+/// per request then pays an `madvise` and ~350 page faults per request (measured on
+/// the InfluxDB receiver: half of its CPU). Fixed thresholds stop that churn: blocks
+/// up to 4 MiB come from the heaps, and up to 16 MiB of free space is kept at a heap's
+/// top (memory the agent used at its peak anyway). Not applied when the operator set
+/// `GLIBC_TUNABLES` (their malloc settings win). Returns whether it was applied.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn tune_allocator() -> bool {
+    if std::env::var_os("GLIBC_TUNABLES").is_some_and(|v| v.to_string_lossy().contains("malloc")) {
+        return false;
+    }
+    // SAFETY: mallopt only changes allocator parameters; called before other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20) == 1
+    }
+}
+
+/// Other platforms keep their allocator's defaults.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn tune_allocator() -> bool {
+    false
+}
+
+/// Gives memory freed after a burst back to the kernel (`malloc_trim`). Called after
+/// plugins are loaded: loading reads each plugin file into memory to hash and copy
+/// it, and with the thresholds of [`tune_allocator`] that space would otherwise stay
+/// resident for the life of the agent (~1.5 MiB with the default config).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free pages; safe at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Nothing to do where the allocator is not glibc's.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,46 +672,3 @@ mod tests {
         assert!(!is_mapped(&exe.with_file_name("tfo_not_loaded.dll")));
     }
 }
-
-/// glibc's malloc settings for a long-running agent, applied once at `run` before any
-/// thread starts (plugins share the process's malloc). By default glibc returns free
-/// memory at the top of a heap to the kernel as soon as it exceeds a threshold that
-/// adapts to the largest freed block; a receiver thread that builds and frees ~1.4 MB
-/// per request then pays an `madvise` and ~350 page faults per request (measured on
-/// the InfluxDB receiver: half of its CPU). Fixed thresholds stop that churn: blocks
-/// up to 4 MiB come from the heaps, and up to 16 MiB of free space is kept at a heap's
-/// top (memory the agent used at its peak anyway). Not applied when the operator set
-/// `GLIBC_TUNABLES` (their malloc settings win). Returns whether it was applied.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn tune_allocator() -> bool {
-    if std::env::var_os("GLIBC_TUNABLES").is_some_and(|v| v.to_string_lossy().contains("malloc")) {
-        return false;
-    }
-    // SAFETY: mallopt only changes allocator parameters; called before other threads.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20) == 1
-    }
-}
-
-/// Other platforms keep their allocator's defaults.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn tune_allocator() -> bool {
-    false
-}
-
-/// Gives memory freed after a burst back to the kernel (`malloc_trim`). Called after
-/// plugins are loaded: loading reads each plugin file into memory to hash and copy
-/// it, and with the thresholds of [`tune_allocator`] that space would otherwise stay
-/// resident for the life of the agent (~1.5 MiB with the default config).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn release_free_memory() {
-    // SAFETY: malloc_trim only returns free pages; safe at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Nothing to do where the allocator is not glibc's.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_free_memory() {}

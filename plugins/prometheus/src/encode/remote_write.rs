@@ -755,7 +755,7 @@ fn write_samples(samples: &[Sample], out: &mut Vec<u8>) {
 }
 
 /// [`encode_families`] for any labels (NUL bytes included): per sample a label
-/// vector, ordered and grouped by comparing labels pair by pair where keys tie.
+/// vector, ordered and grouped by comparing labels pair by pair.
 fn encode_families_general(families: &[Family], now_ms: i64, out: &mut Vec<u8>) -> usize {
     // Rows (sort key, labels, sample): sorted, then grouped per label set.
     let mut rows: Vec<GeneralRow<'_>> = Vec::new();
@@ -782,20 +782,7 @@ fn encode_families_general(families: &[Family], now_ms: i64, out: &mut Vec<u8>) 
                 // Stable: of a repeated name the first stays, as in `build`.
                 labels.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
                 labels.dedup_by(|a, b| a.0 == b.0);
-                // The label set as one byte string, NUL-separated: comparing two of
-                // them is one memcmp and orders like comparing the pairs one by
-                // one (NUL sorts first), which chasing ten string pointers per
-                // comparison made the most expensive step of the encoder.
-                let mut key =
-                    Vec::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-                for (k, v) in &labels {
-                    key.extend_from_slice(k.as_bytes());
-                    key.push(0);
-                    key.extend_from_slice(v.as_bytes());
-                    key.push(0);
-                }
                 rows.push(GeneralRow {
-                    key,
                     labels,
                     seq: rows.len(),
                     sample: Sample {
@@ -806,15 +793,11 @@ fn encode_families_general(families: &[Family], now_ms: i64, out: &mut Vec<u8>) 
             }
         }
     }
-    // The order of `build`'s BTreeMap; equal keys (the same series, or, only with
-    // NUL bytes in values, different ones) by labels, then by arrival, so samples
-    // of one series are adjacent and in arrival order.
-    rows.sort_unstable_by(|a, b| {
-        a.key
-            .cmp(&b.key)
-            .then_with(|| labels_cmp(&a.labels, &b.labels))
-            .then(a.seq.cmp(&b.seq))
-    });
+    // The order of `build`'s BTreeMap (label pairs compared one by one; a
+    // NUL-separated key would not give it when values contain NUL bytes: found by
+    // the remote_write fuzz target), then arrival, so samples of one series are
+    // adjacent and in arrival order.
+    rows.sort_unstable_by(|a, b| labels_cmp(&a.labels, &b.labels).then(a.seq.cmp(&b.seq)));
     let mut series = 0;
     let mut samples_of: Vec<Sample> = Vec::new();
     let mut i = 0;
@@ -848,7 +831,6 @@ fn encode_families_general(families: &[Family], now_ms: i64, out: &mut Vec<u8>) 
 
 /// One sample of [`encode_families_general`] with its series.
 struct GeneralRow<'a> {
-    key: Vec<u8>,
     labels: Vec<(&'a str, Cow<'a, str>)>,
     seq: usize,
     sample: Sample,
