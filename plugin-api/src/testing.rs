@@ -278,3 +278,24 @@ pub fn create_started(
     }
     inst
 }
+
+/// The batch the allocation-count tests of several plugins measure: `n` gauges
+/// `system.cpu.utilization` with three attributes (`cpu` = i % 8, `state`, `i`), so
+/// their per-item figures compare with one another.
+pub fn cpu_utilization_batch(n: usize) -> crate::Batch {
+    let mut b = crate::Batch::default();
+    for i in 0..n {
+        b.metrics.push(crate::Metric::gauge(
+            "system.cpu.utilization",
+            "1",
+            1_700_000_000_000_000_000,
+            i as f64 * 0.5,
+            vec![
+                crate::KeyValue::new("cpu", i as i64 % 8),
+                crate::KeyValue::new("state", "user"),
+                crate::KeyValue::new("i", i as i64),
+            ],
+        ));
+    }
+    b
+}

@@ -5,7 +5,7 @@
 //! Run with `cargo test -p tfo-plugin-otlp --test alloc_counts -- --nocapture`.
 
 use prost::Message as _;
-use tfo_plugin_api::{Batch, KeyValue, Metric};
+use tfo_plugin_api::testing::cpu_utilization_batch;
 
 #[global_allocator]
 static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
@@ -13,28 +13,9 @@ static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
 
 use tfo_plugin_api::testing::count_allocations as count;
 
-/// The plugin-boundary bench's batch: 1,000 gauges, three attributes each.
-fn batch_1000() -> Batch {
-    let mut b = Batch::default();
-    for i in 0..1000 {
-        b.metrics.push(Metric::gauge(
-            "system.cpu.utilization",
-            "1",
-            1_700_000_000_000_000_000,
-            i as f64 * 0.5,
-            vec![
-                KeyValue::new("cpu", i as i64 % 8),
-                KeyValue::new("state", "user"),
-                KeyValue::new("i", i as i64),
-            ],
-        ));
-    }
-    b
-}
-
 #[test]
 fn allocations_per_batch() {
-    let batch = batch_1000();
+    let batch = cpu_utilization_batch(1000);
     let n = batch.item_count();
     let (convert_allocs, req) = count(|| tfo_plugin_common::otlp::metrics(&batch).0.unwrap());
     let mut buf = Vec::with_capacity(req.encoded_len());

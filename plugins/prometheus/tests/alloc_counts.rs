@@ -5,66 +5,18 @@
 //! Run with `cargo test -p tfo-plugin-prometheus --test alloc_counts -- --nocapture`
 //! to see the figures.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-};
-
-use tfo_plugin_api::{Batch, KeyValue, Metric};
+use tfo_plugin_api::testing::cpu_utilization_batch;
 use tfo_prometheus::encode::{convert, remote_write, Options};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
+    tfo_plugin_api::testing::CountingAllocator;
 
-/// Allocations (and reallocations) made by `f` on this thread.
-fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.with(Cell::get);
-    let r = f();
-    (ALLOCS.with(Cell::get) - before, r)
-}
-
-/// The plugin-boundary bench's batch: 1,000 gauges, two attributes each.
-fn batch_1000() -> Batch {
-    let mut b = Batch::default();
-    for i in 0..1000 {
-        b.metrics.push(Metric::gauge(
-            "system.cpu.utilization",
-            "1",
-            1_700_000_000_000_000_000,
-            i as f64 * 0.5,
-            vec![
-                KeyValue::new("cpu", i as i64 % 8),
-                KeyValue::new("state", "user"),
-                KeyValue::new("i", i as i64),
-            ],
-        ));
-    }
-    b
-}
+use tfo_plugin_api::testing::count_allocations as count;
 
 #[test]
 fn allocations_per_batch() {
-    let batch = batch_1000();
+    let batch = cpu_utilization_batch(1000);
     let n = batch.item_count();
     let opts = Options::default();
     let mut proto = Vec::new();
