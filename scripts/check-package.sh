@@ -58,6 +58,7 @@ installed_tree_works() {
   TFO_PLUGIN_DIR="$plugins" "$tmp/root/usr/bin/tfo-agent" validate --config "$tmp/root/etc/tfo-agent/tfo-agent.yaml"
   # Without the variable the packaged config points at the installed directory.
   grep -q 'TFO_PLUGIN_DIR:-/usr/lib/tfo-agent/plugins' "$tmp/root/etc/tfo-agent/tfo-agent.yaml"
+  grep -q 'TFO_SHADOW_DIR:-/var/lib/tfo-agent/shadow' "$tmp/root/etc/tfo-agent/tfo-agent.yaml"
 }
 unit_verifies() {
   if ! command -v systemd-analyze >/dev/null; then

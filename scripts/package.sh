@@ -51,10 +51,15 @@ for m in plugins/*/Cargo.toml; do
 done
 
 # The default config, pointed at the installed plugin directory.
-sed 's|dir: .*TFO_PLUGIN_DIR.*|dir: ${TFO_PLUGIN_DIR:-/usr/lib/tfo-agent/plugins}|' configs/tfo-agent.yaml \
+# Shadow copies (and the cache of them kept across restarts) in the state directory:
+# systemd's PrivateTmp gives the service an empty /tmp at every start.
+sed -e 's|dir: .*TFO_PLUGIN_DIR.*|dir: ${TFO_PLUGIN_DIR:-/usr/lib/tfo-agent/plugins}|' \
+  -e 's|^  # shadow_dir: .*|  shadow_dir: ${TFO_SHADOW_DIR:-/var/lib/tfo-agent/shadow}|' configs/tfo-agent.yaml \
   > "$root/etc/tfo-agent/tfo-agent.yaml"
 grep -q '/usr/lib/tfo-agent/plugins' "$root/etc/tfo-agent/tfo-agent.yaml" \
   || { echo "package.sh: could not point plugins.dir at /usr/lib/tfo-agent/plugins" >&2; exit 1; }
+grep -q '^  shadow_dir: .*/var/lib/tfo-agent/shadow' "$root/etc/tfo-agent/tfo-agent.yaml" \
+  || { echo "package.sh: could not point plugins.shadow_dir at /var/lib/tfo-agent/shadow" >&2; exit 1; }
 chmod 0644 "$root/etc/tfo-agent/tfo-agent.yaml"
 install -m 0644 configs/tfo-agent.service "$root/lib/systemd/system/tfo-agent.service"
 install -m 0644 README.md "$root/usr/share/doc/tfo-agent/README.md"

@@ -73,6 +73,10 @@ pub struct PluginsSection {
     /// Where the private shadow directory is created (default: the temp dir).
     #[serde(default)]
     pub shadow_dir: Option<PathBuf>,
+    /// Keep verified shadow copies across restarts (in `shadow_dir`), so unchanged
+    /// plugin files are not read, hashed and copied again at start or rescan.
+    #[serde(default = "d_true")]
+    pub shadow_cache: bool,
     /// Quiet time after a file event before rescanning.
     #[serde(default = "d_500ms", deserialize_with = "duration")]
     pub debounce: Duration,
@@ -525,6 +529,9 @@ impl Config {
         }
         if let Some(d) = &self.plugins.shadow_dir {
             o.shadow_base = d.clone();
+        }
+        if self.plugins.shadow_cache {
+            o.shadow_cache = Some(crate::plugin::shadow_cache::default_dir(&o.shadow_base));
         }
         o.debounce = self.plugins.debounce;
         o.rescan_interval = self.plugins.rescan_interval;

@@ -148,7 +148,7 @@ pub async fn check(file: &Path, config: serde_json::Value, deadline: Duration) -
     );
     let shadow_dir = shadow.path().to_path_buf();
     let lib = match tokio::task::spawn_blocking(move || {
-        library::load_on_fresh_thread(trusted, shadow_dir)
+        library::load_on_fresh_thread(trusted, shadow_dir, None)
     })
     .await
     {

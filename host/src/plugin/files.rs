@@ -8,11 +8,15 @@ use std::{
     fs,
     io::Read,
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use sha2::{Digest, Sha256};
 
-use super::platform;
+use super::{
+    platform,
+    shadow_cache::{Fingerprint, ShadowCache},
+};
 
 /// The platform's plugin file name for `name`: `libtfo_<name>.so` on Linux,
 /// `libtfo_<name>.dylib` on macOS, `tfo_<name>.dll` on Windows.
@@ -76,9 +80,39 @@ pub struct TrustedFile {
     pub path: PathBuf,
     /// Hex sha256 of its content.
     pub sha256: String,
-    /// Its bytes, read once: hashed, checked and copied from this same buffer so the
-    /// file cannot change between the check and the load.
-    pub bytes: Vec<u8>,
+    /// Where its content comes from when it is loaded.
+    pub content: Content,
+}
+
+/// The content of a [`TrustedFile`].
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Read now, once: hashed, checked and copied from this same buffer so the file
+    /// cannot change between the check and the load.
+    Read {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// Its fingerprint, when it may be recorded in the shadow cache
+        /// ([`Fingerprint::stable`]).
+        fingerprint: Option<Fingerprint>,
+    },
+    /// Not read: the file is unchanged since its content, hashed `sha256`, was copied
+    /// into the shadow cache, and that copy is what gets loaded.
+    Cached,
+}
+
+impl TrustedFile {
+    /// A file read without the trust checks (`tfo-agent plugins inspect --no-trust`).
+    pub fn read(path: &Path, bytes: Vec<u8>) -> TrustedFile {
+        TrustedFile {
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+            content: Content::Read {
+                bytes,
+                fingerprint: None,
+            },
+        }
+    }
 }
 
 /// Checks that `path` may be loaded: a regular file (not a symlink), passing the
@@ -87,6 +121,16 @@ pub struct TrustedFile {
 /// Windows), and (with an allow-list) of an allowed sha256. Returns its bytes and
 /// hash.
 pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<TrustedFile, String> {
+    trust_with_cache(path, allow_sha256, None)
+}
+
+/// [`trust`], except that a file the shadow cache knows unchanged is not read: its
+/// recorded hash is checked against the allow-list instead.
+pub fn trust_with_cache(
+    path: &Path,
+    allow_sha256: Option<&HashSet<String>>,
+    cache: Option<&ShadowCache>,
+) -> Result<TrustedFile, String> {
     let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
     if meta.file_type().is_symlink() {
         return Err("refused: is a symbolic link (install the file itself)".into());
@@ -95,11 +139,21 @@ pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<Trus
         return Err("refused: not a regular file".into());
     }
     platform::check_owner_and_mode(&meta)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let sha256 = sha256_hex(&bytes);
+    let (sha256, content) = match cache.and_then(|c| c.lookup(path, &meta)) {
+        Some(sha256) => (sha256, Content::Cached),
+        None => {
+            let started = SystemTime::now();
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            let after = fs::File::open(path)
+                .and_then(|mut f| {
+                    f.read_to_end(&mut bytes)?;
+                    f.metadata()
+                })
+                .map_err(|e| format!("cannot read: {e}"))?;
+            let fingerprint = Fingerprint::stable(&meta, &after, started);
+            (sha256_hex(&bytes), Content::Read { bytes, fingerprint })
+        }
+    };
     if let Some(allow) = allow_sha256 {
         if !allow.contains(&sha256) {
             return Err(format!(
@@ -110,7 +164,7 @@ pub fn trust(path: &Path, allow_sha256: Option<&HashSet<String>>) -> Result<Trus
     Ok(TrustedFile {
         path: path.to_path_buf(),
         sha256,
-        bytes,
+        content,
     })
 }
 

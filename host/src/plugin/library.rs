@@ -21,7 +21,10 @@ use std::{
     ffi::CStr,
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use abi_stable::{
@@ -36,8 +39,9 @@ use tfo_plugin_api::{
 };
 
 use super::{
-    files::{self, TrustedFile},
+    files::{self, Content, TrustedFile},
     platform,
+    shadow_cache::{Lease, ShadowCache},
 };
 
 /// A plugin's descriptor, copied into host memory.
@@ -73,8 +77,11 @@ pub struct LoadedLibrary {
     pub sha256: String,
     /// The file it was loaded from (in the plugin directory).
     pub source_path: PathBuf,
-    /// The private copy that is mapped.
+    /// The copy that is mapped (private, or the shadow cache's).
     pub shadow_path: PathBuf,
+    /// True when the file was not read for this load: the shadow cache knew it
+    /// unchanged since its copy was kept.
+    pub cached: bool,
     /// The ABI identity string the plugin exported.
     pub abi_info: String,
     /// The ABI version the plugin exported; `None` for a library built before
@@ -82,6 +89,8 @@ pub struct LoadedLibrary {
     pub abi_version: Option<AbiVersion>,
     module: PluginModRef,
     raw: Option<Handles>,
+    /// Set when `shadow_path` is the shadow cache's copy, which stays after unloading.
+    lease: Option<Lease>,
 }
 
 /// The two references the host holds on a library: abi_stable's handle, and our
@@ -112,25 +121,35 @@ impl LoadedLibrary {
     /// The caller must have dropped every object the library created.
     pub fn unload(mut self) -> UnloadOutcome {
         let shadow = self.shadow_path.clone();
-        drop(self.raw.take());
-        let still_mapped = is_mapped(&shadow);
-        if !still_mapped {
-            let _ = fs::remove_file(&shadow);
-        }
+        let still_mapped = self.close();
         UnloadOutcome {
             shadow_path: shadow,
             still_mapped,
         }
+    }
+
+    /// dlclose, then removes a private copy, or hands a cached copy back to the cache,
+    /// once the library has really left the address space. A library still mapped
+    /// keeps its file (and its cached copy stays reserved) for good.
+    fn close(&mut self) -> bool {
+        drop(self.raw.take());
+        let still_mapped = is_mapped(&self.shadow_path);
+        match self.lease.take() {
+            Some(lease) if still_mapped => std::mem::forget(lease),
+            Some(lease) => drop(lease),
+            None if !still_mapped => {
+                let _ = fs::remove_file(&self.shadow_path);
+            }
+            None => {}
+        }
+        still_mapped
     }
 }
 
 impl Drop for LoadedLibrary {
     fn drop(&mut self) {
         if self.raw.is_some() {
-            drop(self.raw.take());
-            if !is_mapped(&self.shadow_path) {
-                let _ = fs::remove_file(&self.shadow_path);
-            }
+            self.close();
         }
     }
 }
@@ -216,7 +235,66 @@ pub fn abi_version_verdict(exported: Option<AbiVersion>) -> Result<String, Strin
 
 /// Copies a trusted file into `shadow_dir` and loads it with every check.
 pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, LoadError> {
-    files::check_shared_object(&file.bytes).map_err(LoadError)?;
+    load_cached(file, shadow_dir, None)
+}
+
+/// [`load`] through the shadow cache: a file read now is checked and its copy kept
+/// in the cache, and the cache's copy is mapped, unless it already backs a loaded
+/// library (then a private copy in `shadow_dir`, as without a cache).
+pub fn load_cached(
+    file: &TrustedFile,
+    shadow_dir: &Path,
+    cache: Option<&Arc<ShadowCache>>,
+) -> Result<LoadedLibrary, LoadError> {
+    if let Content::Read { bytes, .. } = &file.content {
+        files::check_shared_object(bytes).map_err(LoadError)?;
+    }
+    let mut lease = None;
+    if let Some(cache) = cache {
+        if let Content::Read { bytes, fingerprint } = &file.content {
+            if let Err(e) = cache.insert(&file.path, *fingerprint, &file.sha256, bytes) {
+                tracing::warn!(dir = %cache.dir().display(), file = %file.path.display(),
+                    "cannot keep a copy in the plugin cache, loading a private copy: {e}");
+            }
+        }
+        lease = cache.lease(&file.sha256);
+    }
+    let shadow_path = match &lease {
+        Some(l) => l.path().to_path_buf(),
+        None => write_private_copy(file, shadow_dir, cache)?,
+    };
+    match load_shadow(&shadow_path) {
+        Ok((raw, module, abi_info, abi_version)) => {
+            let descriptor = read_descriptor(module);
+            Ok(LoadedLibrary {
+                descriptor,
+                sha256: file.sha256.clone(),
+                source_path: file.path.clone(),
+                shadow_path,
+                cached: matches!(file.content, Content::Cached),
+                abi_info,
+                abi_version,
+                module,
+                raw: Some(raw),
+                lease,
+            })
+        }
+        Err(e) => {
+            if lease.is_none() {
+                let _ = fs::remove_file(&shadow_path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A fresh private copy of `file` in `shadow_dir`, from the bytes read or, for a
+/// file the cache vouches for, from the cache's copy.
+fn write_private_copy(
+    file: &TrustedFile,
+    shadow_dir: &Path,
+    cache: Option<&Arc<ShadowCache>>,
+) -> Result<PathBuf, LoadError> {
     let n = LOAD_COUNTER.fetch_add(1, Ordering::Relaxed);
     let stem = file
         .path
@@ -228,31 +306,29 @@ pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, Load
         &file.sha256[..16],
         platform::PLUGIN_FILE_SUFFIX
     ));
-    platform::write_private(&shadow_path, &file.bytes).map_err(|e| {
+    let cached;
+    let bytes = match (&file.content, cache) {
+        (Content::Read { bytes, .. }, _) => bytes,
+        (Content::Cached, Some(cache)) => {
+            let from = cache.copy_path(&file.sha256);
+            cached = fs::read(&from).map_err(|e| {
+                LoadError(format!("cannot read cached copy {}: {e}", from.display()))
+            })?;
+            &cached
+        }
+        (Content::Cached, None) => {
+            return Err(LoadError(
+                "internal: a file known only to the plugin cache, without the cache".into(),
+            ))
+        }
+    };
+    platform::write_private(&shadow_path, bytes).map_err(|e| {
         LoadError(format!(
             "cannot write shadow copy {}: {e}",
             shadow_path.display()
         ))
     })?;
-    match load_shadow(&shadow_path) {
-        Ok((raw, module, abi_info, abi_version)) => {
-            let descriptor = read_descriptor(module);
-            Ok(LoadedLibrary {
-                descriptor,
-                sha256: file.sha256.clone(),
-                source_path: file.path.clone(),
-                shadow_path,
-                abi_info,
-                abi_version,
-                module,
-                raw: Some(raw),
-            })
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&shadow_path);
-            Err(e)
-        }
-    }
+    Ok(shadow_path)
 }
 
 /// [`load`] on a new thread that is joined before this returns. Loading runs plugin
@@ -262,10 +338,11 @@ pub fn load(file: &TrustedFile, shadow_dir: &Path) -> Result<LoadedLibrary, Load
 pub fn load_on_fresh_thread(
     file: TrustedFile,
     shadow_dir: PathBuf,
+    cache: Option<Arc<ShadowCache>>,
 ) -> Result<LoadedLibrary, LoadError> {
     std::thread::Builder::new()
         .name("tfo-load".into())
-        .spawn(move || load(&file, &shadow_dir))
+        .spawn(move || load_cached(&file, &shadow_dir, cache.as_ref()))
         .map_err(|e| LoadError(format!("cannot start loader thread: {e}")))?
         .join()
         .map_err(|_| LoadError("the loader thread panicked".into()))?
@@ -464,11 +541,7 @@ pub fn inspect(path: &Path, shadow_dir: &Path, trust_checks: bool) -> Inspection
         files::trust(path, None)
     } else {
         fs::read(path)
-            .map(|bytes| TrustedFile {
-                path: path.to_path_buf(),
-                sha256: files::sha256_hex(&bytes),
-                bytes,
-            })
+            .map(|bytes| TrustedFile::read(path, bytes))
             .map_err(|e| format!("cannot read: {e}"))
     };
     let file = match trusted {

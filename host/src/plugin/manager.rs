@@ -25,6 +25,7 @@ use super::{
     host_services::{EmitTarget, InstanceServices},
     instance::InstanceWorker,
     library::{self, LoadedLibrary},
+    shadow_cache::ShadowCache,
 };
 use crate::{
     pipeline::{
@@ -45,6 +46,9 @@ pub struct ManagerOptions {
     pub plugin_dir: PathBuf,
     /// Where the private shadow directory is created (a fresh 0700 subdirectory).
     pub shadow_base: PathBuf,
+    /// The shadow cache directory, kept across restarts so unchanged plugin files
+    /// are not read, hashed and copied again ([`super::shadow_cache`]); `None` = off.
+    pub shadow_cache: Option<PathBuf>,
     /// Only load files whose sha256 is listed.
     pub allow_sha256: Option<HashSet<String>>,
     /// Quiet time after the last file event before rescanning.
@@ -90,6 +94,7 @@ impl ManagerOptions {
         ManagerOptions {
             plugin_dir: plugin_dir.into(),
             shadow_base: std::env::temp_dir(),
+            shadow_cache: None,
             allow_sha256: None,
             debounce: Duration::from_millis(500),
             rescan_interval: Duration::from_secs(30),
@@ -148,6 +153,11 @@ pub struct LibraryView {
     pub sha256: String,
     /// ABI identity.
     pub abi: String,
+    /// The copy that is mapped: a private one, or the shadow cache's.
+    pub shadow: PathBuf,
+    /// True when the file was not read for this load: the shadow cache knew it
+    /// unchanged since its copy was kept (`plugins.shadow_cache`).
+    pub cached: bool,
 }
 
 struct Running {
@@ -166,6 +176,7 @@ struct State_ {
 struct Inner {
     opts: ManagerOptions,
     shadow: tempfile::TempDir,
+    cache: Option<Arc<ShadowCache>>,
     state: Mutex<State_>,
     graveyard: Arc<Graveyard>,
     statuses: StdMutex<BTreeMap<String, Arc<InstanceStatus>>>,
@@ -218,6 +229,19 @@ impl PluginManager {
                     opts.shadow_base.display()
                 )
             })?;
+        let cache = opts.shadow_cache.as_deref().and_then(|dir| {
+            match ShadowCache::open(dir) {
+                Ok(Some(c)) => Some(c),
+                Ok(None) => {
+                    tracing::info!(dir = %dir.display(), "plugin cache in use by another agent (or unsupported here): loading private copies");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("plugin cache not used: {e}");
+                    None
+                }
+            }
+        });
         let (scans, _) = watch::channel(0);
         let pipeline = if opts.flush_interval.is_zero() {
             Pipeline::default()
@@ -243,6 +267,7 @@ impl PluginManager {
             inner: Arc::new(Inner {
                 opts,
                 shadow,
+                cache,
                 state: Mutex::new(state),
                 graveyard: Arc::new(Graveyard::default()),
                 statuses,
@@ -342,6 +367,8 @@ impl PluginManager {
                 file: l.source_path.clone(),
                 sha256: l.sha256.clone(),
                 abi: l.abi_info.clone(),
+                shadow: l.shadow_path.clone(),
+                cached: l.cached,
             })
             .collect()
     }
@@ -413,11 +440,14 @@ impl PluginManager {
             .iter()
             .map(|(_, path)| {
                 let (path, allow, limit) = (path.clone(), opts.allow_sha256.clone(), limit.clone());
+                let cache = self.inner.cache.clone();
                 tokio::spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    tokio::task::spawn_blocking(move || files::trust(&path, allow.as_ref()))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("trust check failed: {e}")))
+                    tokio::task::spawn_blocking(move || {
+                        files::trust_with_cache(&path, allow.as_ref(), cache.as_deref())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("trust check failed: {e}")))
                 })
             })
             .collect();
@@ -456,12 +486,14 @@ impl PluginManager {
             }
             let sha256 = trusted.sha256.clone();
             let shadow = self.inner.shadow.path().to_path_buf();
-            let limit = limit.clone();
+            let (limit, cache) = (limit.clone(), self.inner.cache.clone());
             let load = tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                tokio::task::spawn_blocking(move || library::load_on_fresh_thread(trusted, shadow))
-                    .await
-                    .unwrap_or_else(|e| Err(library::LoadError(format!("loader task failed: {e}"))))
+                tokio::task::spawn_blocking(move || {
+                    library::load_on_fresh_thread(trusted, shadow, cache)
+                })
+                .await
+                .unwrap_or_else(|e| Err(library::LoadError(format!("loader task failed: {e}"))))
             });
             to_load.push((path.clone(), sha256, load));
         }
@@ -582,6 +614,11 @@ impl PluginManager {
             }
         }
         self.inner.graveyard.collect();
+        // Under the state lock: a copy is never deleted while another scan is
+        // between finding it and loading it.
+        if let Some(cache) = &self.inner.cache {
+            cache.retain(&present);
+        }
         drop(st);
         self.inner.scans.send_modify(|n| *n += 1);
     }
@@ -646,7 +683,7 @@ impl PluginManager {
         if let Some(old) = &old {
             tracing::info!(plugin = name, from = %old.descriptor.version, to = %lib.descriptor.version, sha256 = %lib.sha256, "upgrading");
         } else {
-            tracing::info!(plugin = name, version = %lib.descriptor.version, sha256 = %lib.sha256, "loaded");
+            tracing::info!(plugin = name, version = %lib.descriptor.version, sha256 = %lib.sha256, cached = lib.cached, "loaded");
         }
         for (spec, worker) in created {
             let g = st.generations.entry(spec.name.clone()).or_insert(0);

@@ -8,3 +8,4 @@ pub mod instance;
 pub mod library;
 pub mod manager;
 pub mod platform;
+pub mod shadow_cache;

@@ -355,8 +355,10 @@ pub fn threads_named(name: &str) -> Vec<String> {
 // --- private files and directories ---------------------------------------------------
 
 /// Creates `path` (which must not exist) holding `bytes`, readable and executable by
-/// the agent's user only (0500: nobody can modify a shadow copy while it is mapped),
-/// and syncs it.
+/// the agent's user only (0500: nobody can modify a shadow copy while it is mapped).
+/// Not synced: a per-process shadow copy does not outlive the process, so a crash
+/// cannot leave one behind for a later load (the persistent cache syncs its copies
+/// itself, [`super::shadow_cache`]).
 #[cfg(unix)]
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
@@ -365,11 +367,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .create_new(true)
         .mode(0o500)
         .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    f.write_all(bytes)
 }
 
-/// Windows: creates `path` (which must not exist) holding `bytes`, and syncs it. It
+/// Windows: creates `path` (which must not exist) holding `bytes` (not synced, as on
+/// Unix). It
 /// inherits the ACL of the private shadow directory; it is not marked read-only,
 /// because a read-only file cannot be deleted once the library is unloaded, and
 /// while the library is loaded Windows itself refuses to modify or delete it.
@@ -380,8 +382,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    f.write_all(bytes)
 }
 
 /// Creates `dir` and its parents; the last one is private to the agent's user
