@@ -35,6 +35,9 @@
 //!   that post OTLP protobuf over HTTP.
 //! - `otlp_resource` (cargo feature `otlp`): the configured `service.name` and
 //!   tags added to each OTLP resource that lacks them, shared by OTLP sinks.
+//! - `http_server` (cargo feature `server`): the HTTP/1 listener of the push
+//!   receivers (influxdb, otlp): reuse-port binding, connection cap, header
+//!   timeout, rate limit, graceful stop.
 //! - `azure_auth` (cargo feature `azure-auth`): Microsoft Entra ID access tokens
 //!   (client credentials or managed identity through IMDS), cached per audience,
 //!   shared by the Azure plugins.
@@ -51,6 +54,8 @@ pub mod config;
 pub mod endpoint;
 pub mod hex;
 pub mod http;
+#[cfg(feature = "server")]
+pub mod http_server;
 pub mod lineproto;
 #[cfg(feature = "otlp")]
 pub mod otlp;

@@ -27,11 +27,11 @@
 //! - `Content-Encoding: gzip` bodies are decompressed; other codings are **415**;
 //!   unknown paths **404**, other methods **405**; slow clients get **408**.
 //!
-//! The listener is bound in `start` with `SO_REUSEADDR` + `SO_REUSEPORT` (make-
-//! before-break upgrades); `stop` closes it and lets in-flight requests finish.
+//! The listener (`tfo_plugin_common::http_server`, shared with the OTLP receiver)
+//! is bound in `start` with `SO_REUSEADDR` + `SO_REUSEPORT` (make-before-break
+//! upgrades); `stop` closes it and lets in-flight requests finish.
 
 use std::{
-    convert::Infallible,
     io::Read as _,
     net::SocketAddr,
     sync::{
@@ -44,11 +44,9 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tfo_plugin_api::{Batch, EmitStatus};
-use tokio::{net::TcpSocket, sync::watch, task::JoinSet};
-use tracing::instrument::WithSubscriber as _;
+use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply, ServerLimits};
 
 use crate::lineproto::{self, Precision};
 
@@ -56,8 +54,6 @@ use crate::lineproto::{self, Precision};
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// How long a client may take to send the headers, and then the body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Reply = Response<Full<Bytes>>;
 
 /// Where received batches go: the host's `emit` in the plugin, a recorder in tests.
 pub type EmitFn = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
@@ -97,34 +93,8 @@ enum Api {
     V2,
 }
 
-/// A token bucket: `rate` tokens per second, holding at most `rate`.
-struct RateLimit {
-    rate: f64,
-    state: std::sync::Mutex<(f64, std::time::Instant)>,
-}
-
-impl RateLimit {
-    fn new(rate: u32) -> Option<RateLimit> {
-        (rate > 0).then(|| RateLimit {
-            rate: f64::from(rate),
-            state: std::sync::Mutex::new((f64::from(rate), std::time::Instant::now())),
-        })
-    }
-
-    fn take(&self) -> bool {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        let (tokens, last) = *g;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-        let ok = tokens >= 1.0;
-        *g = (if ok { tokens - 1.0 } else { tokens }, now);
-        ok
-    }
-}
-
 struct Shared {
     rate: Option<RateLimit>,
-    max_connections: usize,
     max_body: u64,
     emit: EmitFn,
     stats: Arc<Stats>,
@@ -133,9 +103,7 @@ struct Shared {
 /// A running receiver.
 #[derive(Debug)]
 pub struct Receiver {
-    local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: HttpServer,
     stats: Arc<Stats>,
 }
 
@@ -143,31 +111,27 @@ impl Receiver {
     /// Binds `addr` (`SO_REUSEADDR` + `SO_REUSEPORT`) and serves on the current tokio
     /// runtime; must be called from within it.
     pub fn start(addr: SocketAddr, limits: Limits, emit: EmitFn) -> Result<Receiver, String> {
-        let listener = bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| format!("reading the bound address: {e}"))?;
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             rate: RateLimit::new(limits.max_requests_per_second),
-            max_connections: limits.max_connections as usize,
             max_body: limits.max_body,
             emit,
             stats: stats.clone(),
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped).with_current_subscriber());
-        Ok(Receiver {
-            local_addr,
-            stop,
-            task: Some(task),
-            stats,
-        })
+        let server_limits = ServerLimits {
+            max_connections: limits.max_connections as usize,
+            header_read_timeout: READ_TIMEOUT,
+        };
+        let server = HttpServer::start("influxdb receiver", addr, server_limits, move |req| {
+            let shared = shared.clone();
+            async move { handle(req, &shared).await }
+        })?;
+        Ok(Receiver { server, stats })
     }
 
     /// The bound address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// The receiver's counters.
@@ -178,85 +142,7 @@ impl Receiver {
     /// Closes the listener, lets in-flight requests finish for up to `deadline`,
     /// then aborts the rest. Idempotent.
     pub async fn stop(&mut self, deadline: Duration) {
-        let _ = self.stop.send(true);
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(deadline, &mut task).await.is_err() {
-                task.abort();
-                let _ = task.await;
-            }
-        }
-    }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => {
-                while conns.try_join_next().is_some() {}
-                match accepted {
-                    Ok((_stream, peer)) if shared.max_connections > 0 && conns.len() >= shared.max_connections => {
-                        tracing::debug!("influxdb receiver: {} connections open, closing the one from {peer}", conns.len());
-                    }
-                    Ok((stream, _)) => {
-                        conns.spawn(serve_connection(stream, shared.clone(), stopped.clone()).with_current_subscriber());
-                    }
-                    Err(e) => {
-                        tracing::warn!("influxdb receiver: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while conns.join_next().await.is_some() {}
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!("influxdb receiver: connection error: {e}");
-            }
-        }
-        _ = stopped.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+        self.server.stop(deadline).await;
     }
 }
 

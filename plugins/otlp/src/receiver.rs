@@ -36,7 +36,6 @@
 //! finish (hyper's graceful shutdown) within the deadline, then aborts the rest.
 
 use std::{
-    convert::Infallible,
     io::Read as _,
     net::SocketAddr,
     sync::{
@@ -49,8 +48,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse},
     metrics::v1::{
@@ -59,8 +57,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use tfo_plugin_api::{Batch, EmitStatus};
-use tokio::{net::TcpSocket, sync::watch, task::JoinSet};
-use tracing::instrument::WithSubscriber as _;
+use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply, ServerLimits};
 
 use crate::{
     convert::{self, Converted},
@@ -73,9 +70,6 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// How long a client may take to send the headers, and then the body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An HTTP answer of the receiver.
-type Reply = Response<Full<Bytes>>;
 
 /// Where received batches go: the host's `emit` in the plugin, a recorder in tests.
 pub type EmitFn = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
@@ -170,39 +164,9 @@ pub struct Limits {
     pub max_connections: u32,
 }
 
-/// A token bucket: `rate` tokens per second, holding at most `rate`.
-struct RateLimit {
-    rate: f64,
-    state: std::sync::Mutex<(f64, std::time::Instant)>,
-}
-
-impl RateLimit {
-    fn new(rate: u32) -> Option<RateLimit> {
-        (rate > 0).then(|| RateLimit {
-            rate: f64::from(rate),
-            state: std::sync::Mutex::new((f64::from(rate), std::time::Instant::now())),
-        })
-    }
-
-    fn take(&self) -> bool {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        let (tokens, last) = *g;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-        if tokens >= 1.0 {
-            *g = (tokens - 1.0, now);
-            true
-        } else {
-            *g = (tokens, now);
-            false
-        }
-    }
-}
-
 /// What a request handler needs.
 struct Shared {
     rate: Option<RateLimit>,
-    max_connections: usize,
     max_body: u64,
     codec: JsonCodec,
     emit: EmitFn,
@@ -211,9 +175,7 @@ struct Shared {
 
 /// A running receiver.
 pub struct Receiver {
-    local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: HttpServer,
     stats: Arc<Stats>,
 }
 
@@ -226,126 +188,42 @@ impl Receiver {
         codec: JsonCodec,
         emit: EmitFn,
     ) -> Result<Receiver, String> {
-        let listener = bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| format!("reading the bound address: {e}"))?;
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             rate: RateLimit::new(limits.max_requests_per_second),
-            max_connections: limits.max_connections as usize,
             max_body: limits.max_body,
             codec,
             emit,
             stats: stats.clone(),
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped).with_current_subscriber());
-        Ok(Receiver {
-            local_addr,
-            stop,
-            task: Some(task),
-            stats,
-        })
+        let server_limits = ServerLimits {
+            max_connections: limits.max_connections as usize,
+            header_read_timeout: READ_TIMEOUT,
+        };
+        let server = HttpServer::start("otlp receiver", addr, server_limits, move |req| {
+            let shared = shared.clone();
+            async move { handle(req, &shared).await }
+        })?;
+        Ok(Receiver { server, stats })
     }
 
     /// The bound address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
-    /// The receiver's counters.
+    /// The receiver's counters (`connections_refused` as the listener counted them).
     pub fn stats(&self) -> &Stats {
+        self.stats
+            .connections_refused
+            .store(self.server.connections_refused(), Ordering::Relaxed);
         &self.stats
     }
 
     /// Closes the listener, lets in-flight requests finish for up to `deadline`,
     /// then aborts what is left. Idempotent.
     pub async fn stop(&mut self, deadline: Duration) {
-        let _ = self.stop.send(true);
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(deadline, &mut task).await.is_err() {
-                task.abort();
-                let _ = task.await;
-            }
-        }
-    }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    // Make-before-break upgrades: the next instance binds while this one listens.
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted.inspect(|_| {
-                // Count only connections still open.
-                while conns.try_join_next().is_some() {}
-            }) {
-                Ok((_stream, peer)) if shared.max_connections > 0 && conns.len() >= shared.max_connections => {
-                    shared.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("otlp receiver: {} connections open, closing the one from {peer}", conns.len());
-                }
-                Ok((stream, _peer)) => {
-                    let conn = serve_connection(stream, shared.clone(), stopped.clone());
-                    conns.spawn(conn.with_current_subscriber());
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning.
-                    tracing::warn!("otlp receiver: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Connections saw the same signal and finish their in-flight requests.
-    while conns.join_next().await.is_some() {}
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!("otlp receiver: connection error: {e}");
-            }
-        }
-        _ = stopped.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+        self.server.stop(deadline).await;
     }
 }
 
