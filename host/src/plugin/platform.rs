@@ -587,9 +587,118 @@ pub fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
 
+/// Linux: hands the agent's mapped code back to the kernel once start-up is over,
+/// so that what stays resident is the code the agent keeps running, not everything
+/// start-up touched. Each plugin is a library with its own copy of tokio, hyper,
+/// rustls and serde; loading relocates and initialises all of them, parsing the
+/// config and building TLS configurations run once, and every page fault of a file
+/// maps up to 64 KiB around it: with the default config, 9.5 of the agent's 11 MiB
+/// were such file-backed pages. This pages out every read-only file mapping
+/// (`MADV_PAGEOUT`, Linux 5.4+; pages that other processes also map, such as libc's,
+/// stay). It changes nothing a later access sees: code that runs again is faulted
+/// back in once (measured with the default config: 9.6 -> 5.6-7.5 MiB file-backed
+/// after a minute of collections and scrapes). Returns the bytes advised; `None`
+/// when the kernel has no `MADV_PAGEOUT`.
+#[cfg(target_os = "linux")]
+pub fn page_out_code() -> Option<u64> {
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    let mut advised = 0u64;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(path)) = (f.next(), f.next(), f.nth(3)) else {
+            continue;
+        };
+        if !path.starts_with('/') || perms.contains('w') {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: advice on a range this process has mapped (read from its own maps);
+        // MADV_PAGEOUT only changes what is resident now, never the contents a later
+        // access sees. A range unmapped since the maps were read makes madvise fail
+        // with ENOMEM, which is ignored.
+        let r =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
+        if r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            return None;
+        }
+        advised += (end - start) as u64;
+    }
+    Some(advised)
+}
+
+/// Elsewhere the kernel's own working-set trimming applies.
+#[cfg(not(target_os = "linux"))]
+pub fn page_out_code() -> Option<u64> {
+    None
+}
+
+/// Resident file-backed memory of this process in KiB (`RssFile`), for the log line
+/// after [`page_out_code`] and its test; `None` where there is no `/proc`.
+pub fn resident_file_kib() -> Option<u64> {
+    let s = fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("RssFile:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn paging_out_code_lowers_resident_file_memory() {
+        use std::os::fd::AsRawFd;
+        // A 4 MiB read-only file mapping, every page touched.
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &vec![7u8; 4 << 20]).unwrap();
+        f.sync_all().unwrap();
+        let len = 4 << 20;
+        // SAFETY: a fresh read-only private mapping of a file we own, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let mut sum = 0u64;
+        for off in (0..len).step_by(4096) {
+            // SAFETY: inside the mapping.
+            sum += u64::from(unsafe { std::ptr::read_volatile((p as *const u8).add(off)) });
+        }
+        assert_eq!(sum, 7 * (len / 4096) as u64);
+        let before = resident_file_kib().unwrap();
+        let Some(advised) = page_out_code() else {
+            eprintln!("SKIP: this kernel has no MADV_PAGEOUT (Linux < 5.4)");
+            return;
+        };
+        let after = resident_file_kib().unwrap();
+        assert!(advised >= len as u64);
+        assert!(
+            after + 3 * 1024 < before,
+            "resident file-backed memory {before} KiB -> {after} KiB"
+        );
+        // Nothing a later access sees changed.
+        // SAFETY: inside the mapping.
+        assert_eq!(
+            unsafe { std::ptr::read_volatile((p as *const u8).add(len - 1)) },
+            7
+        );
+        // SAFETY: unmapping what was mapped above.
+        unsafe { libc::munmap(p, len) };
+    }
 
     #[test]
     fn finds_named_threads_until_they_end() {
