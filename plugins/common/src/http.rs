@@ -8,7 +8,8 @@
 //!   negotiated with ALPN on https);
 //! - TLS by rustls with the `ring` provider; server certificates are verified by
 //!   default against the system CA store (rustls-native-certs) plus, optionally, the
-//!   PEM certificates of [`ClientOptions::ca_file`]. `insecure_skip_verify` turns
+//!   PEM certificates of [`ClientOptions::ca_file`] (the system store is read on the
+//!   first handshake, see [`tls_builder`]). `insecure_skip_verify` turns
 //!   verification off (the handshake signatures are still checked) and should only
 //!   be used against test systems;
 //! - `http://` and `https://` URLs;
@@ -25,7 +26,7 @@ use std::{
     fmt,
     io::Write as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -37,7 +38,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 use rustls::{
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    client::{
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+        WebPkiServerVerifier,
+    },
     crypto::CryptoProvider,
     pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -322,6 +326,12 @@ fn tls_config(opts: &ClientOptions) -> Result<ClientConfig, String> {
 /// `ring` provider, server certificates verified against the system CA store plus
 /// an optional PEM `ca_file`, or, with `insecure_skip_verify`, any certificate (the
 /// handshake signatures are still checked). The caller adds client authentication.
+///
+/// The system CA store is read on the first handshake, not here ([`LazyWebPki`]):
+/// reading it means opening and parsing ~150 files, and at start every plugin with
+/// an HTTP client did it (2,600 file opens for the 25 plugins of the start-up
+/// benchmark) although sinks on `http://` or not yet sending never need it. The
+/// `ca_file` is read and checked here, so a bad one is still refused at `create`.
 pub fn tls_builder(
     ca_file: Option<&Path>,
     insecure_skip_verify: bool,
@@ -335,23 +345,129 @@ pub fn tls_builder(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider))));
     }
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for e in &native.errors {
-        tracing::debug!("loading system CA certificates: {e}");
-    }
-    let (_added, ignored) = roots.add_parsable_certificates(native.certs);
-    if ignored > 0 {
-        tracing::debug!(ignored, "unusable system CA certificates ignored");
-    }
-    if let Some(path) = ca_file {
-        for cert in load_pem_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    let verifier = LazyWebPki::new(ca_file, provider)?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier)))
+}
+
+/// The system CA store of this process (this plugin: each plugin is its own code
+/// image), read once, on first use.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!("loading system CA certificates: {e}");
         }
+        let (_added, ignored) = roots.add_parsable_certificates(native.certs);
+        if ignored > 0 {
+            tracing::debug!(ignored, "unusable system CA certificates ignored");
+        }
+        roots
+    })
+}
+
+/// rustls's standard verifier ([`WebPkiServerVerifier`]: chain to a trusted root,
+/// name, validity, revocation as configured) over the system CA store plus the
+/// `ca_file` certificates, built on the first certificate to verify. Only *when*
+/// the trust store is read changes; every verification is the standard one.
+#[derive(Debug)]
+struct LazyWebPki {
+    provider: Arc<CryptoProvider>,
+    extra: Vec<CertificateDer<'static>>,
+    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
+}
+
+impl LazyWebPki {
+    /// Reads and checks `ca_file` now (an unreadable file, or one without a usable
+    /// CA certificate, is an error at set-up, as before).
+    fn new(ca_file: Option<&Path>, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+        let mut extra = Vec::new();
+        if let Some(path) = ca_file {
+            let mut check = RootCertStore::empty();
+            for cert in load_pem_certs(path)? {
+                check
+                    .add(cert.clone())
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                extra.push(cert);
+            }
+        }
+        Ok(LazyWebPki {
+            provider,
+            extra,
+            verifier: OnceLock::new(),
+        })
     }
-    Ok(builder.with_root_certificates(roots))
+
+    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                let mut roots = system_roots().clone();
+                for cert in &self.extra {
+                    roots.add(cert.clone()).map_err(|e| e.to_string())?;
+                }
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                    .build()
+                    .map_err(|e| format!("no certificate to trust: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl ServerCertVerifier for LazyWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// `insecure_skip_verify`: accepts any certificate chain and name, but still checks
@@ -426,6 +542,23 @@ mod tests {
 
     fn client() -> HttpClient {
         HttpClient::new(&ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn the_system_store_is_read_on_first_verification_only() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let v = LazyWebPki::new(None, provider).unwrap();
+        assert!(
+            v.verifier.get().is_none(),
+            "nothing read when the client is built"
+        );
+        // An unknown certificate is refused by the standard verifier, built now.
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        let name = ServerName::try_from("example.com").unwrap();
+        assert!(v
+            .verify_server_cert(&junk, &[], &name, &[], UnixTime::now())
+            .is_err());
+        assert!(v.verifier.get().is_some());
     }
 
     #[test]
