@@ -42,6 +42,28 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
 }
 
+/// The limits a receiver's config sets (`receiver.*` of the influxdb and otlp
+/// plugins): body size, request rate, open connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiverLimits {
+    /// Largest body, as sent and decompressed.
+    pub max_body: u64,
+    /// Requests per second (0 = unlimited).
+    pub max_requests_per_second: u32,
+    /// Connections at once (0 = unlimited).
+    pub max_connections: u32,
+}
+
+impl ReceiverLimits {
+    /// The listener's part of them, with the receiver's header read timeout.
+    pub fn server(&self, header_read_timeout: Duration) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout,
+        }
+    }
+}
+
 /// A running listener (see the module documentation).
 #[derive(Debug)]
 pub struct HttpServer {

@@ -46,7 +46,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tfo_plugin_api::{Batch, EmitStatus};
-use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply, ServerLimits};
+use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply};
 
 use crate::lineproto::{self, Precision};
 
@@ -59,15 +59,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub type EmitFn = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
 
 /// Limits of one receiver (from `receiver.*` in the config).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest body, as sent and decompressed.
-    pub max_body: u64,
-    /// Requests per second (0 = unlimited).
-    pub max_requests_per_second: u32,
-    /// Connections at once (0 = unlimited).
-    pub max_connections: u32,
-}
+pub use tfo_plugin_common::http_server::ReceiverLimits as Limits;
 
 /// Counters of one receiver, logged when it stops.
 #[derive(Debug, Default)]
@@ -118,14 +110,15 @@ impl Receiver {
             emit,
             stats: stats.clone(),
         });
-        let server_limits = ServerLimits {
-            max_connections: limits.max_connections as usize,
-            header_read_timeout: READ_TIMEOUT,
-        };
-        let server = HttpServer::start("influxdb receiver", addr, server_limits, move |req| {
-            let shared = shared.clone();
-            async move { handle(req, &shared).await }
-        })?;
+        let server = HttpServer::start(
+            "influxdb receiver",
+            addr,
+            limits.server(READ_TIMEOUT),
+            move |req| {
+                let shared = shared.clone();
+                async move { handle(req, &shared).await }
+            },
+        )?;
         Ok(Receiver { server, stats })
     }
 

@@ -57,7 +57,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use tfo_plugin_api::{Batch, EmitStatus};
-use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply, ServerLimits};
+use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply};
 
 use crate::{
     convert::{self, Converted},
@@ -154,15 +154,7 @@ pub struct Stats {
 }
 
 /// Limits of one receiver (from `receiver.*` in the config).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest body, as sent and decompressed.
-    pub max_body: u64,
-    /// Requests per second (0 = unlimited).
-    pub max_requests_per_second: u32,
-    /// Connections at once (0 = unlimited).
-    pub max_connections: u32,
-}
+pub use tfo_plugin_common::http_server::ReceiverLimits as Limits;
 
 /// What a request handler needs.
 struct Shared {
@@ -196,14 +188,15 @@ impl Receiver {
             emit,
             stats: stats.clone(),
         });
-        let server_limits = ServerLimits {
-            max_connections: limits.max_connections as usize,
-            header_read_timeout: READ_TIMEOUT,
-        };
-        let server = HttpServer::start("otlp receiver", addr, server_limits, move |req| {
-            let shared = shared.clone();
-            async move { handle(req, &shared).await }
-        })?;
+        let server = HttpServer::start(
+            "otlp receiver",
+            addr,
+            limits.server(READ_TIMEOUT),
+            move |req| {
+                let shared = shared.clone();
+                async move { handle(req, &shared).await }
+            },
+        )?;
         Ok(Receiver { server, stats })
     }
 
