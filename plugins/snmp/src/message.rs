@@ -262,21 +262,81 @@ fn convert_pdu(p: &SnmpPdu<'_>) -> Result<ResponsePdu, DecodeError> {
 
 /// Converts a parsed OID, refusing arcs beyond 32 bits and over-long OIDs.
 pub fn convert_oid(o: &snmp_parser::Oid<'_>) -> Result<Oid, DecodeError> {
-    // Sized once: an OID has at most one arc per content octet, plus one (the
-    // first octet holds two); growing the vector arc by arc reallocated it up to
-    // three times per variable received.
-    let mut arcs = Vec::with_capacity(o.as_bytes().len() + 1);
-    for a in o.iter().ok_or_else(|| err("OID arc larger than 64 bits"))? {
-        arcs.push(u32::try_from(a).map_err(|_| err(format!("OID arc {a} larger than 32 bits")))?);
+    decode_oid(o.as_bytes())
+}
+
+/// Decodes the content octets of an OBJECT IDENTIFIER in place, refusing arcs
+/// beyond 32 bits and OIDs of more than [`MAX_OID_ARCS`] arcs.
+///
+/// Why not `snmp_parser::Oid::iter`: that iterator is generic over the arc type
+/// and re-walks the octets for its 64-bit check, its length and every arc (about
+/// 1,100 instructions per OID of a walk, callgrind, allocation included); this
+/// reads them once into a stack buffer and allocates the vector once, at its
+/// exact size. It yields exactly what the iterator did, quirks included, so the
+/// values emitted do not change: the first octet is read alone as
+/// `first / 40, first % 40` (a lone `0` octet is the single arc 0), an arc of ten
+/// or more octets (leading 0x80 octets included) is "larger than 64 bits", an
+/// unterminated last arc is taken as it stands, and of several problems the same
+/// one is reported (64 bits, then the first arc beyond 32 bits, then the length).
+/// `message::tests::in_place_oid_decoder_matches_snmp_parser` pins this.
+pub fn decode_oid(content: &[u8]) -> Result<Oid, DecodeError> {
+    let Some((&first, rest)) = content.split_first() else {
+        return Ok(Oid(Vec::new()));
+    };
+    let mut buf = [0u32; MAX_OID_ARCS];
+    buf[0] = u32::from(first / 40);
+    let mut n = 1;
+    if !(rest.is_empty() && first == 0) {
+        buf[1] = u32::from(first % 40);
+        n = 2;
     }
-    if arcs.len() > MAX_OID_ARCS {
-        return Err(err(format!("OID of {} arcs (at most 128)", arcs.len())));
+    // The first arc beyond 32 bits, and whether a complete arc spans > 64 bits.
+    let mut wide: Option<u64> = None;
+    let mut over_64 = false;
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &b in rest {
+        // As the iterator: bits shifted out of 64 are lost (only an unterminated
+        // last arc can get there without failing the 64-bit check).
+        acc = (acc << 7) | u64::from(b & 0x7f);
+        bits += 7;
+        if b & 0x80 == 0 {
+            over_64 |= bits > 64;
+            match u32::try_from(acc) {
+                Ok(a) if n < MAX_OID_ARCS => buf[n] = a,
+                Ok(_) => {}
+                Err(_) => {
+                    wide.get_or_insert(acc);
+                }
+            }
+            n += 1;
+            acc = 0;
+            bits = 0;
+        }
     }
-    Ok(Oid(arcs))
+    if bits > 0 {
+        match u32::try_from(acc) {
+            Ok(a) if n < MAX_OID_ARCS => buf[n] = a,
+            Ok(_) => {}
+            Err(_) => {
+                wide.get_or_insert(acc);
+            }
+        }
+        n += 1;
+    }
+    if over_64 {
+        return Err(err("OID arc larger than 64 bits"));
+    }
+    if let Some(a) = wide {
+        return Err(err(format!("OID arc {a} larger than 32 bits")));
+    }
+    if n > MAX_OID_ARCS {
+        return Err(err(format!("OID of {n} arcs (at most 128)")));
+    }
+    Ok(Oid(buf[..n].to_vec()))
 }
 
 fn convert_var(v: &SnmpVariable<'_>) -> Result<(Oid, Value), DecodeError> {
-    let oid = convert_oid(&v.oid)?;
+    let oid = decode_oid(v.oid.as_bytes())?;
     let value = match &v.val {
         VarBindValue::Unspecified => Value::Null,
         VarBindValue::NoSuchObject => Value::NoSuchObject,
@@ -285,7 +345,7 @@ fn convert_var(v: &SnmpVariable<'_>) -> Result<(Oid, Value), DecodeError> {
         VarBindValue::Value(s) => match s {
             ObjectSyntax::Number(n) => Value::Integer(i64::from(*n)),
             ObjectSyntax::String(b) => Value::OctetString(b.to_vec()),
-            ObjectSyntax::Object(o) => Value::ObjectId(convert_oid(o)?),
+            ObjectSyntax::Object(o) => Value::ObjectId(decode_oid(o.as_bytes())?),
             ObjectSyntax::BitString(b) => Value::OctetString(b.data.to_vec()),
             // snmp-parser reads any zero-length simple value (in practice an empty
             // OCTET STRING such as the loopback's ifPhysAddress) as Empty.
@@ -516,6 +576,101 @@ mod tests {
         for len in 0..300 {
             let junk: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
             assert!(decode_decrypted_scoped_pdu(&outer, &junk).is_err(), "{len}");
+        }
+    }
+
+    /// What `convert_oid` did before the in-place decoder: snmp-parser's
+    /// iterator, kept as the reference.
+    fn reference_oid(content: &[u8]) -> Result<Oid, DecodeError> {
+        let o = snmp_parser::Oid::new(std::borrow::Cow::Borrowed(content));
+        let mut arcs = Vec::new();
+        for a in o.iter().ok_or_else(|| err("OID arc larger than 64 bits"))? {
+            arcs.push(
+                u32::try_from(a).map_err(|_| err(format!("OID arc {a} larger than 32 bits")))?,
+            );
+        }
+        if arcs.len() > MAX_OID_ARCS {
+            return Err(err(format!("OID of {} arcs (at most 128)", arcs.len())));
+        }
+        Ok(Oid(arcs))
+    }
+
+    /// The in-place decoder gives what snmp-parser's iterator gave (arcs or the
+    /// same error) on edge cases and on random octets.
+    #[test]
+    fn in_place_oid_decoder_matches_snmp_parser() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![0x2b],
+            vec![0x2b, 6, 1, 2, 1, 2, 2, 1, 10, 1],
+            // Multi-octet arcs: 8072, 2^32 - 1, 2^32, 2^35.
+            vec![0x2b, 6, 1, 4, 1, 0xbf, 0x08, 3],
+            vec![0x2b, 0x8f, 0xff, 0xff, 0xff, 0x7f],
+            vec![0x2b, 0x90, 0x80, 0x80, 0x80, 0x00],
+            vec![0x2b, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00],
+            // Leading 0x80 continuation octets (non-minimal): value unchanged, up
+            // to nine octets; ten octets or more are "larger than 64 bits".
+            vec![0x2b, 0x80, 0x80, 0x01],
+            vec![0x2b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            vec![
+                0x2b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+            ],
+            vec![0x2b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+            // Unterminated last arc (short, and longer than 64 bits).
+            vec![0x2b, 6, 0x81],
+            vec![0x2b, 6, 0x80],
+            vec![
+                0x2b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+            vec![0x2b, 0x81, 0x81, 0x81, 0x81, 0x81],
+            // A first octet with the continuation bit (read alone, as before).
+            vec![0x88, 0x37, 3],
+            vec![0xff],
+            // 128 and 129 arcs.
+            std::iter::once(0x2b)
+                .chain(std::iter::repeat_n(1, 126))
+                .collect(),
+            std::iter::once(0x2b)
+                .chain(std::iter::repeat_n(1, 127))
+                .collect(),
+            std::iter::once(0x2b)
+                .chain(std::iter::repeat_n(0x81, 200))
+                .collect(),
+        ];
+        for c in &cases {
+            assert_eq!(decode_oid(c), reference_oid(c), "{c:02x?}");
+        }
+        assert_eq!(
+            decode_oid(&[0x2b, 6, 1, 4, 1, 0xbf, 0x08, 3]).unwrap(),
+            oid("1.3.6.1.4.1.8072.3")
+        );
+        assert!(decode_oid(&[0x2b, 0x90, 0x80, 0x80, 0x80, 0x00]).is_err());
+        assert!(decode_oid(
+            &std::iter::once(0x2b)
+                .chain(std::iter::repeat_n(1, 127))
+                .collect::<Vec<_>>()
+        )
+        .is_err());
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (rnd() % 24) as usize;
+            let c: Vec<u8> = (0..len)
+                .map(|_| match rnd() % 4 {
+                    0 => 0x80,
+                    1 => 0xff,
+                    _ => rnd() as u8,
+                })
+                .collect();
+            assert_eq!(decode_oid(&c), reference_oid(&c), "{c:02x?}");
         }
     }
 
