@@ -11,13 +11,15 @@
 //!   reused between batches), Snappy;
 //! - `encode`: from converted families to the compressed body;
 //! - `protobuf`: the same without Snappy;
+//! - `ingest`: what `export` does per batch for the scrape endpoint: `convert`,
+//!   delta accumulation, update of a warm scrape store (every series exists);
 //! - `encode_prost_build` / `prost_only`: the previous path (owned `WriteRequest`
 //!   + prost), kept to show the difference.
 //!
 //! Run: `cargo bench -p tfo-plugin-prometheus --bench remote_write`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tfo_prometheus::encode::{convert, remote_write, Options};
+use tfo_prometheus::encode::{convert, convert_with, remote_write, Options, Scratch};
 
 #[path = "support/shape.rs"]
 mod shape;
@@ -37,17 +39,35 @@ fn bench(c: &mut Criterion) {
     // The sink's encoder, reused between batches as `export` does.
     let mut encoder = remote_write::Encoder::default();
     let mut proto = Vec::new();
+    // The sink's label scratch: `export` gives each batch's families back to it.
+    let mut scratch = Scratch::default();
     // What `export` does per batch.
     g.bench_function("full", |b| {
         b.iter(|| {
-            let f = convert(&batch, &opts).families;
+            let f = convert_with(&batch, &opts, &mut scratch).families;
             proto.clear();
             encoder.encode(&f, 1_700_000_000_000, &mut proto);
             // The body moves into the request: `export` copies it out.
-            compressor.compress(&proto).unwrap().to_vec()
+            let body = compressor.compress(&proto).unwrap().to_vec();
+            scratch.recycle(f);
+            body
         })
     });
     // From converted families: group, sort, protobuf, Snappy.
+    // What `export` does per batch for the scrape endpoint (warm store).
+    let mut accumulator = tfo_prometheus::store::Accumulator::default();
+    let mut store = tfo_prometheus::store::Store::new(std::time::Duration::from_secs(3600));
+    let t0 = std::time::Instant::now();
+    store.update(&families, t0);
+    g.bench_function("ingest", |b| {
+        b.iter(|| {
+            let mut f = convert_with(&batch, &opts, &mut scratch).families;
+            accumulator.commit(accumulator.apply(&mut f, t0));
+            let n = store.update(&f, t0).len();
+            scratch.recycle(f);
+            n
+        })
+    });
     g.bench_function("encode", |b| {
         b.iter(|| {
             proto.clear();

@@ -71,6 +71,9 @@ pub struct PrometheusSink {
     proto: Vec<u8>,
     /// Remote write: Snappy state and output buffer (reused between batches).
     compressor: remote_write::Compressor,
+    /// Label strings and vectors of the previous batch's families, reused by the
+    /// next conversion instead of a malloc/free per label.
+    scratch: encode::Scratch,
 }
 
 impl PrometheusSink {
@@ -96,6 +99,7 @@ impl PrometheusSink {
             encoder: remote_write::Encoder::default(),
             proto: Vec::new(),
             compressor: remote_write::Compressor::default(),
+            scratch: encode::Scratch::default(),
             config,
         })
     }
@@ -143,7 +147,7 @@ impl Plugin for PrometheusSink {
 
     fn export(&mut self, ctx: &Context, batch: &Batch) -> Result<ExportOk, PluginError> {
         let now = Instant::now();
-        let converted = encode::convert(batch, &self.options);
+        let converted = encode::convert_with(batch, &self.options, &mut self.scratch);
         for why in &converted.dropped {
             tracing::debug!("{why}");
         }
@@ -172,11 +176,13 @@ impl Plugin for PrometheusSink {
                     .to_vec();
                 if let Err(e) = ctx.block_on(writer.send(body)) {
                     self.last_error = Some(e.message.to_string());
+                    self.scratch.recycle(families);
                     return Err(e);
                 }
                 tracing::trace!(series, "remote write delivered");
             }
         }
+        self.scratch.recycle(families);
         self.accumulator.commit(pending);
         self.accumulator.expire(now, self.config.expire_after);
         self.last_error = None;

@@ -144,6 +144,25 @@ fn add(a: &Value, b: &Value) -> Option<Value> {
     })
 }
 
+/// `*dst = src.clone()`, reusing the vectors of a histogram or summary `dst`
+/// already has.
+fn assign(dst: &mut Value, src: &Value) {
+    match (dst, src) {
+        (Value::Histogram(d), Value::Histogram(s)) => {
+            d.bounds.clone_from(&s.bounds);
+            d.counts.clone_from(&s.counts);
+            d.count = s.count;
+            d.sum = s.sum;
+        }
+        (Value::Summary(d), Value::Summary(s)) => {
+            d.quantiles.clone_from(&s.quantiles);
+            d.count = s.count;
+            d.sum = s.sum;
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Stored {
     point: Point,
@@ -153,7 +172,88 @@ struct Stored {
 #[derive(Debug, Clone)]
 struct StoredFamily {
     meta: FamilyMeta,
-    series: BTreeMap<Labels, Stored>,
+    /// Series sorted by labels, unique (the order of the exposition). A vector
+    /// rather than a map keyed by labels: the labels are stored once (in the
+    /// point), and a series can be found by position (`hints`).
+    series: Vec<Stored>,
+    /// Where the k-th point of the family's previous update was found: sources
+    /// send their series in the same order batch after batch, so a point is
+    /// usually checked against one series (an equality test) instead of being
+    /// searched for (a dozen label-by-label comparisons). Checked, never trusted:
+    /// a wrong hint costs a search.
+    hints: Vec<usize>,
+}
+
+impl StoredFamily {
+    /// Records the points of one family (see [`Store::update`]).
+    fn update(&mut self, points: &[Point], now: Instant) {
+        // Points of series not stored yet, with their arrival order.
+        let mut fresh: Vec<(usize, &Point)> = Vec::new();
+        for (k, p) in points.iter().enumerate() {
+            let at = match self.hints.get(k) {
+                Some(&i)
+                    if self
+                        .series
+                        .get(i)
+                        .is_some_and(|s| s.point.labels == p.labels) =>
+                {
+                    Some(i)
+                }
+                _ => self
+                    .series
+                    .binary_search_by(|s| s.point.labels.cmp(&p.labels))
+                    .ok(),
+            };
+            // This update's position of the k-th point, in place of the previous
+            // one (read above).
+            let found = at.unwrap_or(usize::MAX);
+            match self.hints.get_mut(k) {
+                Some(h) => *h = found,
+                None => self.hints.push(found),
+            }
+            match at {
+                Some(i) => {
+                    let old = &mut self.series[i];
+                    // An older point than the stored one is ignored.
+                    if old.point.time_unix_nano <= p.time_unix_nano {
+                        // In place: the labels (equal to the point's) are
+                        // neither copied nor freed.
+                        assign(&mut old.point.value, &p.value);
+                        old.point.start_unix_nano = p.start_unix_nano;
+                        old.point.time_unix_nano = p.time_unix_nano;
+                        old.updated = now;
+                    }
+                }
+                None => fresh.push((k, p)),
+            }
+        }
+        self.hints.truncate(points.len());
+        if fresh.is_empty() {
+            return;
+        }
+        // New series: of several points of one, the last of the latest wins (as
+        // when they are applied one after the other); then merged in order.
+        // Positions move: the next update searches and records new hints.
+        self.hints.clear();
+        fresh.sort_by(|a, b| a.1.labels.cmp(&b.1.labels).then(a.0.cmp(&b.0)));
+        let mut winners: Vec<&Point> = Vec::with_capacity(fresh.len());
+        for (_, p) in fresh {
+            match winners.last_mut() {
+                Some(w) if w.labels == p.labels => {
+                    if w.time_unix_nano <= p.time_unix_nano {
+                        *w = p;
+                    }
+                }
+                _ => winners.push(p),
+            }
+        }
+        self.series.extend(winners.into_iter().map(|p| Stored {
+            point: p.clone(),
+            updated: now,
+        }));
+        self.series
+            .sort_by(|a, b| a.point.labels.cmp(&b.point.labels));
+    }
 }
 
 /// Latest value of every series, for the scrape endpoint.
@@ -183,13 +283,21 @@ impl Store {
             if f.points.is_empty() {
                 continue;
             }
+            // Looked up by `&str`: the name is copied only for a new family.
+            if !self.families.contains_key(f.meta.name.as_str()) {
+                self.families.insert(
+                    f.meta.name.clone(),
+                    StoredFamily {
+                        meta: f.meta.clone(),
+                        series: Vec::new(),
+                        hints: Vec::new(),
+                    },
+                );
+            }
             let entry = self
                 .families
-                .entry(f.meta.name.clone())
-                .or_insert_with(|| StoredFamily {
-                    meta: f.meta.clone(),
-                    series: BTreeMap::new(),
-                });
+                .get_mut(f.meta.name.as_str())
+                .expect("inserted above");
             if entry.meta.kind != f.meta.kind {
                 conflicts.push((
                     f.meta.name.clone(),
@@ -208,20 +316,7 @@ impl Store {
             if entry.meta.unit.is_empty() {
                 entry.meta.unit = f.meta.unit.clone();
             }
-            for p in &f.points {
-                match entry.series.get(&p.labels) {
-                    Some(old) if old.point.time_unix_nano > p.time_unix_nano => {}
-                    _ => {
-                        entry.series.insert(
-                            p.labels.clone(),
-                            Stored {
-                                point: p.clone(),
-                                updated: now,
-                            },
-                        );
-                    }
-                }
-            }
+            entry.update(&f.points, now);
         }
         conflicts
     }
@@ -231,7 +326,7 @@ impl Store {
         let ttl = self.ttl;
         for f in self.families.values_mut() {
             f.series
-                .retain(|_, s| now.saturating_duration_since(s.updated) < ttl);
+                .retain(|s| now.saturating_duration_since(s.updated) < ttl);
         }
         self.families.retain(|_, f| !f.series.is_empty());
     }
@@ -241,12 +336,7 @@ impl Store {
         self.expire(now);
         let mut out = String::new();
         for f in self.families.values() {
-            text::write_family(
-                &mut out,
-                &f.meta,
-                f.series.values().map(|s| &s.point),
-                format,
-            );
+            text::write_family(&mut out, &f.meta, f.series.iter().map(|s| &s.point), format);
         }
         text::finish(&mut out, format);
         out
@@ -483,5 +573,137 @@ mod tests {
             s.render(Format::Text, later),
             "# TYPE x_total counter\nx_total 2\n"
         );
+    }
+
+    /// Updates that replace existing series in place give what a store built from
+    /// scratch with the surviving points gives: the latest point of every series
+    /// (ties: the later update), histograms and summaries of other sizes, values
+    /// changing kind; series mostly in the same order batch after batch (position
+    /// hints hit), sometimes skipped, repeated or reordered, and expiring (hints
+    /// left pointing at other series).
+    #[test]
+    fn in_place_updates_match_a_fresh_store() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(7);
+        let mut seed = 5u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let all_labels: Vec<Labels> = (0..12)
+            .map(|i| match i {
+                0 => vec![],
+                1..=5 => vec![("a".into(), format!("{i}"))],
+                _ => vec![("a".into(), "1".into()), ("b".into(), format!("x{i}"))],
+            })
+            .collect();
+        let kind_of = |name: &str| match name {
+            "h" => FamilyType::Histogram,
+            "q" => FamilyType::Summary,
+            _ => FamilyType::Gauge,
+        };
+        let mut s = Store::new(ttl);
+        let mut latest: BTreeMap<(String, Labels), (Point, Instant)> = BTreeMap::new();
+        let mut hits = 0;
+        for round in 0..400u64 {
+            let now = t0 + Duration::from_secs(round / 3);
+            let mut fams = Vec::new();
+            for name in ["g", "h", "q"] {
+                let mut order: Vec<usize> =
+                    (0..all_labels.len()).filter(|_| next(8) != 0).collect();
+                match next(6) {
+                    0 => order.reverse(),
+                    1 => order.push(next(12) as usize),
+                    2 => order.truncate(next(4) as usize),
+                    _ => {}
+                }
+                let mut points = Vec::new();
+                for i in order {
+                    let value = match name {
+                        "h" => {
+                            let n = next(3) as usize;
+                            hist(
+                                &[0.5, 1.0, 2.0][..n],
+                                &vec![next(5); n + 1],
+                                Some(next(9) as f64),
+                            )
+                        }
+                        "q" => Value::Summary(crate::encode::Summary {
+                            quantiles: (0..next(3)).map(|i| (i as f64 / 2.0, 1.0)).collect(),
+                            count: next(9),
+                            sum: Some(2.0),
+                        }),
+                        _ if next(2) == 0 => Value::Int(next(100) as i64),
+                        _ => Value::Double(next(100) as f64),
+                    };
+                    let mut p = point(&[], value, next(3), round * 10 + next(25));
+                    p.labels = all_labels[i].clone();
+                    points.push(p);
+                }
+                for p in &points {
+                    let key = (name.to_string(), p.labels.clone());
+                    let live = latest
+                        .get(&key)
+                        .filter(|(_, at)| now.saturating_duration_since(*at) < ttl);
+                    match live {
+                        Some((old, _)) if old.time_unix_nano > p.time_unix_nano => {}
+                        _ => {
+                            latest.insert(key, (p.clone(), now));
+                        }
+                    }
+                }
+                fams.push(fam(name, kind_of(name), false, points));
+            }
+            s.update(&fams, now);
+            hits += s
+                .families
+                .values()
+                .flat_map(|f| f.hints.iter())
+                .filter(|h| **h != usize::MAX)
+                .count();
+            latest.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            let mut fresh = Store::new(ttl);
+            for ((name, _), (p, _)) in &latest {
+                fresh.update(&[fam(name, kind_of(name), false, vec![p.clone()])], now);
+            }
+            assert_eq!(s.series_count(), latest.len(), "round {round}");
+            for format in [Format::Text, Format::OpenMetrics] {
+                assert_eq!(
+                    s.render(format, now),
+                    fresh.render(format, now),
+                    "round {round}"
+                );
+            }
+        }
+        assert!(hits > 1000, "{hits}");
+    }
+
+    /// Several points of one new series in one batch: the last of the latest
+    /// wins, as when they are applied one after the other.
+    #[test]
+    fn repeated_new_series_in_one_batch_keep_the_last_of_the_latest() {
+        let t0 = Instant::now();
+        let g = |points| fam("g", FamilyType::Gauge, false, points);
+        for (times, want) in [
+            ([5, 5, 3], "g 2\n"),
+            ([5, 3, 5], "g 3\n"),
+            ([3, 5, 4], "g 2\n"),
+            ([1, 2, 3], "g 3\n"),
+        ] {
+            let mut s = Store::new(Duration::from_secs(10));
+            let points = times
+                .iter()
+                .zip(1..)
+                .map(|(t, v)| point(&[], Value::Int(v), 0, *t))
+                .collect();
+            s.update(&[g(points)], t0);
+            assert_eq!(
+                s.render(Format::Text, t0),
+                format!("# TYPE g gauge\n{want}"),
+                "{times:?}"
+            );
+        }
     }
 }

@@ -7,12 +7,12 @@
 //! prefixes of others, long and NUL-containing values, several samples per
 //! series.
 
-use tfo_plugin_api::{AnyValue, KeyValue};
+use tfo_plugin_api::{AnyValue, Batch, KeyValue, Metric};
 
 use super::{
-    point_labels, point_labels_general,
+    convert, convert_with, point_labels, point_labels_general,
     remote_write::{self, Encoder},
-    Family, FamilyMeta, FamilyType, Histogram, Labels, Point, Summary, Value,
+    Family, FamilyMeta, FamilyType, Histogram, Labels, Options, Point, Scratch, Summary, Value,
 };
 
 /// A small deterministic generator (64-bit LCG, high bits).
@@ -227,6 +227,89 @@ fn only_valid_names_take_the_fast_path() {
         assert_eq!(
             super::label_name(key).as_deref() == Some(key),
             valid,
+            "{key:?}"
+        );
+    }
+}
+
+/// A generated batch for [`convert_with`]: valid and invalid keys, repeated keys,
+/// empty values, numbers and booleans, values of very different lengths (so
+/// recycled strings are reused at other sizes), resource attributes that become
+/// `job`/`instance` (overriding attributes of those names) or `target_info`.
+fn batch(r: &mut Lcg) -> Batch {
+    let keys = [
+        "a", "b", "job", "instance", "le", "cpu", "x.y", "x_y", "9z", "_", "Zone",
+    ];
+    let mut b = Batch::default();
+    for (k, v) in [
+        ("service.name", "api"),
+        ("service.instance.id", "host:1"),
+        ("host.name", "h"),
+    ] {
+        if r.next(2) == 0 {
+            let v = if r.next(5) == 0 { "" } else { v };
+            b.resource.attributes.push(KeyValue::new(k, v));
+        }
+    }
+    for m in 0..r.next(40) {
+        let attrs: Vec<KeyValue> = (0..r.next(8))
+            .map(|_| {
+                let k = r.pick(&keys);
+                match r.next(6) {
+                    0 => KeyValue::new(k, ""),
+                    1 => KeyValue::new(k, r.next(1000) as i64 - 500),
+                    2 => KeyValue::new(k, r.next(2) == 0),
+                    3 => KeyValue::new(k, "y".repeat(r.next(90) as usize).as_str()),
+                    4 => KeyValue::new(k, r.next(7) as f64 * 0.5),
+                    _ => KeyValue::new(k, format!("v{}", r.next(4)).as_str()),
+                }
+            })
+            .collect();
+        let name = ["m", "m.a", "n", "9"][(m % 4) as usize];
+        b.metrics.push(Metric::gauge(name, "", m, m as f64, attrs));
+    }
+    b
+}
+
+#[test]
+fn convert_with_a_recycled_scratch_matches_convert() {
+    let mut r = Lcg(11);
+    let opts = Options::default();
+    let mut scratch = Scratch::default();
+    let mut reused = 0;
+    for _ in 0..400 {
+        let b = batch(&mut r);
+        reused += scratch.pooled().min(1);
+        let warm = convert_with(&b, &opts, &mut scratch);
+        assert_eq!(warm, convert(&b, &opts), "{b:?}");
+        scratch.recycle(warm.families);
+    }
+    // The strings were actually reused, batch after batch.
+    assert!(reused > 300, "{reused}");
+}
+
+/// The class-table check against its definition on every string of up to three
+/// characters from an alphabet with each class and its borders.
+#[test]
+fn is_label_name_matches_label_name_exhaustively() {
+    let alphabet = [
+        "a", "Z", "0", "9", "_", ".", "-", "/", ":", "@", "[", "`", "{", "é", " ",
+    ];
+    let mut keys = vec![String::new()];
+    for _ in 0..3 {
+        let longer: Vec<String> = keys
+            .iter()
+            .flat_map(|k| alphabet.iter().map(move |c| format!("{k}{c}")))
+            .collect();
+        keys.extend(longer);
+    }
+    keys.sort();
+    keys.dedup();
+    assert!(keys.len() > 3000);
+    for key in &keys {
+        assert_eq!(
+            super::is_label_name(key),
+            super::label_name(key).as_deref() == Some(key.as_str()),
             "{key:?}"
         );
     }

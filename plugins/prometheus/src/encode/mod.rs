@@ -181,15 +181,127 @@ pub struct Converted {
     pub dropped: Vec<String>,
 }
 
+/// Label strings, label vectors and point vectors of families already exported,
+/// kept for the next [`convert_with`] so that a point's labels are written into
+/// memory that is already allocated instead of costing a `malloc` and a `free`
+/// per label name and value (the sink's steady state: the same series batch
+/// after batch). The sink keeps one and gives its families back with
+/// [`Scratch::recycle`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Empty strings with their capacity.
+    strings: Vec<String>,
+    /// Label vectors of earlier points, strings included: a new point's labels
+    /// overwrite them in place (their content is stale).
+    labels: Vec<Labels>,
+    /// Empty point vectors with their capacity.
+    points: Vec<Vec<Point>>,
+}
+
+/// At most this many spare strings, and an eighth as many label vectors (with
+/// their strings), are kept, so a single huge batch does not pin its memory for
+/// ever.
+const MAX_POOLED_STRINGS: usize = 1 << 17;
+
+/// At most this many point vectors (one per family) are kept.
+const MAX_POOLED_POINT_VECS: usize = 1 << 12;
+
+impl Scratch {
+    /// `s` in a recycled string (a new one when none is left).
+    #[inline]
+    fn string(&mut self, s: &str) -> String {
+        match self.strings.pop() {
+            Some(mut o) => {
+                o.push_str(s);
+                o
+            }
+            None => s.to_string(),
+        }
+    }
+
+    /// An empty recycled string.
+    #[inline]
+    fn empty_string(&mut self) -> String {
+        self.strings.pop().unwrap_or_default()
+    }
+
+    /// A recycled label vector, its stale labels still in it (to be overwritten
+    /// or given back with [`Scratch::truncate`]).
+    #[inline]
+    fn stale_labels(&mut self) -> Labels {
+        self.labels.pop().unwrap_or_default()
+    }
+
+    /// `labels` cut to `n` labels, the strings of the others kept for reuse.
+    #[inline]
+    fn truncate(&mut self, labels: &mut Labels, n: usize) {
+        if labels.len() > n {
+            for (k, v) in labels.drain(n..) {
+                self.give_string(k);
+                self.give_string(v);
+            }
+        }
+    }
+
+    /// An empty recycled point vector.
+    #[inline]
+    fn point_vec(&mut self) -> Vec<Point> {
+        self.points.pop().unwrap_or_default()
+    }
+
+    /// Keeps a string for reuse.
+    #[inline]
+    fn give_string(&mut self, mut s: String) {
+        if s.capacity() > 0 && self.strings.len() < MAX_POOLED_STRINGS {
+            s.clear();
+            self.strings.push(s);
+        }
+    }
+
+    /// Takes back the label and point memory of exported families (the scrape
+    /// store copies what it keeps, and only for new series), for the next
+    /// [`convert_with`].
+    pub fn recycle(&mut self, families: Vec<Family>) {
+        for f in families {
+            let mut points = f.points;
+            for p in points.drain(..) {
+                if p.labels.capacity() > 0 && self.labels.len() < MAX_POOLED_STRINGS / 8 {
+                    self.labels.push(p.labels);
+                }
+            }
+            if points.capacity() > 0 && self.points.len() < MAX_POOLED_POINT_VECS {
+                self.points.push(points);
+            }
+        }
+    }
+
+    /// Number of label vectors and strings kept for reuse.
+    pub fn pooled(&self) -> usize {
+        self.labels.len() + self.strings.len()
+    }
+}
+
 /// Converts the metrics of a batch (spans and logs are ignored). Metrics that map
 /// to the same family are merged; one whose type conflicts with an earlier one is
 /// dropped, as the spec requires.
 pub fn convert(batch: &Batch, opts: &Options) -> Converted {
+    convert_with(batch, opts, &mut Scratch::default())
+}
+
+/// [`convert`], taking the points' label strings and vectors from `scratch`
+/// (filled by [`Scratch::recycle`] with an earlier batch's families): the same
+/// result, without an allocation per label once the scratch is warm.
+pub fn convert_with(batch: &Batch, opts: &Options, scratch: &mut Scratch) -> Converted {
     let mut out = Converted::default();
     let (resource_labels, target) = resource_labels(&batch.resource);
-    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    // Families in order of creation, found by name through `index`; the memo
+    // below also remembers the slot of the previous metric's family, so a run of
+    // metrics of one family looks it up once. Sorted by name at the end.
+    let mut families: Vec<Family> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
     if let Some(t) = target {
-        families.insert(t.meta.name.clone(), t);
+        index.insert(t.meta.name.clone(), 0);
+        families.push(t);
     }
     // Batches usually carry runs of metrics of one name (one metric per point, or
     // per attribute set): the family name and unit of the previous metric are
@@ -211,6 +323,7 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
                     kind,
                     family: family_name(name, &prom, kind, opts.namespace.as_deref()),
                     prom_unit: prom,
+                    slot: None,
                 }
             }
         };
@@ -220,29 +333,37 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
                 .push(format!("metric {name:?}: no usable name; dropped"));
             continue;
         };
-        match families.get_mut(family_name.as_str()) {
+        let slot = match names.slot {
+            Some(i) => Some(i),
             None => {
-                let mut points = Vec::with_capacity(metric.points.len());
+                let i = index.get(family_name.as_str()).copied();
+                names.slot = i;
+                i
+            }
+        };
+        match slot.map(|i| &mut families[i]) {
+            None => {
+                let mut points = scratch.point_vec();
                 convert_points(
                     metric,
                     kind,
                     &resource_labels,
                     &mut points,
                     &mut out.dropped,
+                    scratch,
                 );
-                families.insert(
-                    family_name.clone(),
-                    Family {
-                        meta: FamilyMeta {
-                            name: family_name.clone(),
-                            kind,
-                            help: metric.description.as_str().to_string(),
-                            unit: names.prom_unit.clone(),
-                        },
-                        delta,
-                        points,
+                index.insert(family_name.clone(), families.len());
+                names.slot = Some(families.len());
+                families.push(Family {
+                    meta: FamilyMeta {
+                        name: family_name.clone(),
+                        kind,
+                        help: metric.description.as_str().to_string(),
+                        unit: names.prom_unit.clone(),
                     },
-                );
+                    delta,
+                    points,
+                });
             }
             Some(existing) if existing.meta.kind == kind && existing.delta == delta => {
                 if existing.meta.help.is_empty() {
@@ -254,6 +375,7 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
                     &resource_labels,
                     &mut existing.points,
                     &mut out.dropped,
+                    scratch,
                 );
             }
             Some(existing) => {
@@ -265,6 +387,7 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
                     &resource_labels,
                     &mut points,
                     &mut out.dropped,
+                    scratch,
                 );
                 out.dropped.push(format!(
                     "metric {:?}: family {} is already a {}{}; dropped",
@@ -276,7 +399,11 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
             }
         }
     }
-    out.families = families.into_values().collect();
+    // Names are unique: the order the map by name had.
+    if !families.windows(2).all(|w| w[0].meta.name < w[1].meta.name) {
+        families.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    }
+    out.families = families;
     out
 }
 
@@ -287,6 +414,8 @@ struct NameMemo<'a> {
     kind: FamilyType,
     family: Option<String>,
     prom_unit: String,
+    /// Where `family` is in [`convert_with`]'s vector, once looked up.
+    slot: Option<usize>,
 }
 
 /// The family type of a metric and whether its points are deltas, or `None`
@@ -320,10 +449,11 @@ fn convert_points(
     resource_labels: &Labels,
     points: &mut Vec<Point>,
     dropped: &mut Vec<String>,
+    scratch: &mut Scratch,
 ) {
     points.reserve(metric.points.len());
     for p in metric.points.iter() {
-        match convert_point(p, kind, resource_labels) {
+        match convert_point(p, kind, resource_labels, scratch) {
             Ok(point) => points.push(point),
             Err(why) => dropped.push(format!(
                 "metric {:?}: point dropped: {why}",
@@ -337,6 +467,7 @@ fn convert_point(
     p: &DataPoint,
     kind: FamilyType,
     resource_labels: &Labels,
+    scratch: &mut Scratch,
 ) -> Result<Point, String> {
     let value = match (kind, &p.value) {
         (FamilyType::Gauge | FamilyType::Counter, PointValue::Int(i)) => Value::Int(*i),
@@ -357,7 +488,7 @@ fn convert_point(
         _ => None,
     };
     Ok(Point {
-        labels: point_labels(&p.attributes, reserved, resource_labels),
+        labels: point_labels_with(&p.attributes, reserved, resource_labels, scratch),
         value,
         start_unix_nano: p.start_time_unix_nano,
         time_unix_nano: p.time_unix_nano,
@@ -494,6 +625,16 @@ pub fn resource_labels(resource: &Resource) -> (Labels, Option<Family>) {
 /// `exported_<name>`, then the resource's `job`/`instance`, which win; empty values
 /// dropped; sorted by name.
 pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
+    point_labels_with(attrs, reserved, resource, &mut Scratch::default())
+}
+
+/// [`point_labels`] with its strings and vector taken from `scratch`.
+fn point_labels_with(
+    attrs: &[KeyValue],
+    reserved: Option<&str>,
+    resource: &Labels,
+    scratch: &mut Scratch,
+) -> Labels {
     // The common case: every key already is a valid label name, none reserved.
     // Then no two different keys can collide, and each label is its key and
     // value copied once (no sanitising, no collision search).
@@ -501,12 +642,27 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
         .iter()
         .all(|kv| is_label_name(kv.key.as_str()) && Some(kv.key.as_str()) != reserved)
     {
-        let mut map: Labels = Vec::with_capacity(attrs.len() + resource.len());
-        map.extend(
-            attrs
-                .iter()
-                .map(|kv| (kv.key.as_str().to_string(), attribute_value(&kv.value))),
-        );
+        // An earlier point's labels, overwritten in place (usually the same
+        // number of labels: no string changes hands).
+        let mut map: Labels = scratch.stale_labels();
+        for (i, kv) in attrs.iter().enumerate() {
+            match map.get_mut(i) {
+                Some((key, value)) => {
+                    key.clear();
+                    key.push_str(kv.key.as_str());
+                    value.clear();
+                    push_attribute_value(value, &kv.value);
+                }
+                None => {
+                    let key = scratch.string(kv.key.as_str());
+                    let mut value = scratch.empty_string();
+                    push_attribute_value(&mut value, &kv.value);
+                    map.push((key, value));
+                }
+            }
+        }
+        scratch.truncate(&mut map, attrs.len());
+        map.reserve(resource.len());
         // Stable: of a repeated key the last one stays (attributes are a map).
         if !map.windows(2).all(|w| name_cmp(&w[0].0, &w[1].0).is_lt()) {
             map.sort_by(|a, b| name_cmp(&a.0, &b.0));
@@ -518,14 +674,64 @@ pub fn point_labels(attrs: &[KeyValue], reserved: Option<&str>, resource: &Label
                 same
             });
         }
-        return finish_labels(map, resource);
+        return finish_labels(map, resource, scratch);
     }
-    point_labels_general(attrs, reserved, resource)
+    let map = point_labels_general_map(attrs, reserved, resource);
+    finish_labels(map, resource, scratch)
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    /// Label vectors of other sizes are reused: longer ones cut (their strings
+    /// kept), shorter ones extended; the labels are those of a fresh conversion.
+    #[test]
+    fn stale_label_vectors_of_any_size_are_overwritten() {
+        let resource: Labels = vec![("job".into(), "j".into())];
+        let mut scratch = Scratch::default();
+        for n in [5usize, 2, 7, 0, 3, 3, 9, 1] {
+            let attrs: Vec<KeyValue> = (0..n)
+                .map(|i| KeyValue::new(format!("k{i}").as_str(), i as i64))
+                .collect();
+            let labels = point_labels_with(&attrs, None, &resource, &mut scratch);
+            assert_eq!(labels, point_labels(&attrs, None, &resource), "{n}");
+            scratch.recycle(vec![Family {
+                meta: FamilyMeta {
+                    name: "f".into(),
+                    kind: FamilyType::Gauge,
+                    help: String::new(),
+                    unit: String::new(),
+                },
+                delta: false,
+                points: vec![Point {
+                    labels,
+                    value: Value::Int(1),
+                    start_unix_nano: 0,
+                    time_unix_nano: 0,
+                }],
+            }]);
+            assert_eq!(scratch.labels.len(), 1);
+        }
+        // Strings of cut vectors were kept (9 labels, then 1).
+        assert!(scratch.strings.len() >= 16, "{}", scratch.strings.len());
+    }
 }
 
 /// [`point_labels`] for any keys: sanitised, colliding names joined, a reserved
 /// name renamed.
+#[cfg(test)]
 fn point_labels_general(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
+    let map = point_labels_general_map(attrs, reserved, resource);
+    finish_labels(map, resource, &mut Scratch::default())
+}
+
+/// [`point_labels_general`] before [`finish_labels`].
+fn point_labels_general_map(
+    attrs: &[KeyValue],
+    reserved: Option<&str>,
+    resource: &Labels,
+) -> Labels {
     // Original key order decides the join order of colliding keys.
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
@@ -553,19 +759,32 @@ fn point_labels_general(attrs: &[KeyValue], reserved: Option<&str>, resource: &L
             None => map.push((name, value)),
         }
     }
-    finish_labels(map, resource)
+    map
 }
 
 /// [`point_labels`]' last step: the resource's labels win, empty values go, sorted
 /// by name.
-fn finish_labels(mut map: Labels, resource: &Labels) -> Labels {
+fn finish_labels(mut map: Labels, resource: &Labels, scratch: &mut Scratch) -> Labels {
     for (k, v) in resource {
         match map.iter_mut().find(|(name, _)| name == k) {
             Some((_, old)) => old.clone_from(v),
-            None => map.push((k.clone(), v.clone())),
+            None => {
+                let (k, v) = (scratch.string(k), scratch.string(v));
+                map.push((k, v))
+            }
         }
     }
-    map.retain(|(_, v)| !v.is_empty());
+    // Empty values go (rare: their strings back to the scratch, order kept).
+    let mut i = 0;
+    while i < map.len() {
+        if map[i].1.is_empty() {
+            let (k, v) = map.remove(i);
+            scratch.give_string(k);
+            scratch.give_string(v);
+        } else {
+            i += 1;
+        }
+    }
     if !map.windows(2).all(|w| name_cmp(&w[0].0, &w[1].0).is_lt()) {
         map.sort_unstable_by(|a, b| name_cmp(&a.0, &b.0));
     }
@@ -586,22 +805,58 @@ fn name_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, no leading digit, no run of `_`, not `_` alone.
 fn is_label_name(key: &str) -> bool {
     let b = key.as_bytes();
-    !b.is_empty()
-        && key != "_"
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        && !b.windows(2).any(|w| w == b"__")
+    match b {
+        [] | [b'_'] => return false,
+        [first, ..] if first.is_ascii_digit() => return false,
+        _ => {}
+    }
+    // One pass through a class table: valid characters, and no `_` right after
+    // another (two `_` in a row sum to 4).
+    let mut prev = 0u8;
+    for &c in b {
+        let class = LABEL_CHAR[c as usize];
+        if class == 0 || class + prev == 4 {
+            return false;
+        }
+        prev = class;
+    }
+    true
 }
+
+/// Byte classes of label-name characters: 0 not allowed, 1 `[a-zA-Z0-9]`, 2 `_`.
+static LABEL_CHAR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b == b'_' {
+            2
+        } else if b.is_ascii_alphanumeric() {
+            1
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
 
 /// An attribute value as a label value: strings as they are, booleans and numbers
 /// in their usual text form, bytes as base64.
 pub fn attribute_value(v: &AnyValue) -> String {
+    let mut s = String::new();
+    push_attribute_value(&mut s, v);
+    s
+}
+
+/// [`attribute_value`] appended to `out` (a recycled string in [`convert_with`]).
+fn push_attribute_value(out: &mut String, v: &AnyValue) {
     match v {
-        AnyValue::Str(s) => s.as_str().to_string(),
-        AnyValue::Bool(b) => b.to_string(),
-        AnyValue::Int(i) => itoa::Buffer::new().format(*i).to_string(),
-        AnyValue::Double(d) => format_double(*d),
-        AnyValue::Bytes(b) => tfo_plugin_common::auth::base64(b),
+        AnyValue::Str(s) => out.push_str(s.as_str()),
+        AnyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        AnyValue::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        AnyValue::Double(d) => out.push_str(&format_double(*d)),
+        AnyValue::Bytes(b) => out.push_str(&tfo_plugin_common::auth::base64(b)),
     }
 }
 
