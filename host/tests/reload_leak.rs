@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::fs;
+use std::{fs, time::Duration};
 
 use common::*;
+use tfo_agent::plugin::manager::PluginManager;
 
 /// Anonymous resident memory (heap, stacks, the libraries' writable data): what a
 /// leak grows. File-backed pages of the mapped libraries are left out: how much of
@@ -73,7 +74,23 @@ async fn swaps() {
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
     let (dir, shadow) = dirs();
     let d = dir.path();
-    let (mgr, _out) = counting_manager(d, shadow.path(), false).await;
+    install(d, &fixture("counting_sink"), "counting_sink");
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    // A retired instance thread gets this long to end before its library is kept
+    // as stuck: generous, because on a loaded CI machine the 2 s of the shared test
+    // options were once not enough, and the figure here is about leaks, not speed.
+    opts.timeouts.shutdown = Duration::from_secs(20);
+    let mgr = PluginManager::start(
+        opts,
+        vec![spec(
+            "counter",
+            "counting-sink",
+            serde_json::json!({"output": d.join("counted.txt")}),
+        )],
+    )
+    .await
+    .unwrap();
 
     let swap = |i: usize| install(d, &counting_build(i as u64).0, "counting_sink");
     // Warm up allocator pools and lazily initialised host state before measuring.
@@ -86,10 +103,12 @@ async fn swaps() {
         mgr.status("counter").unwrap().items_exported == 20
     })
     .await;
-    wait_until(60, "warm-up generations retired", || {
-        mgr.graveyard().unloaded >= 20
+    wait_until(120, "warm-up generations retired or kept as stuck", || {
+        let g = mgr.graveyard();
+        g.unloaded + g.stuck_instances >= 20
     })
     .await;
+    assert_eq!(mgr.graveyard().stuck_instances, 0, "{:?}", mgr.graveyard());
     let before = live_rss_kib();
     let swaps = 200;
     // Two halves, RSS read after each once its retirements are done: a leak grows
@@ -104,12 +123,16 @@ async fn swaps() {
                 i as u64 + 2
             );
         }
-        // Retirement runs in the background after the switch; wait until it is done.
+        // Retirement runs in the background after the switch; wait until it is done
+        // (a stuck instance ends the wait too, and fails below with the counters).
         let retired = (20 + (half + 1) * swaps / 2) as u64;
-        wait_until(60, "every retired library closed", || {
-            mgr.graveyard().unloaded >= retired
+        wait_until(120, "every retired library closed or kept as stuck", || {
+            let g = mgr.graveyard();
+            g.unloaded + g.stuck_instances >= retired
         })
         .await;
+        let g = mgr.graveyard();
+        assert_eq!(g.stuck_instances, 0, "{g:?}");
         samples.push(live_rss_kib());
     }
     let after = samples[2];
