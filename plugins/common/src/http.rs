@@ -327,7 +327,7 @@ fn tls_config(opts: &ClientOptions) -> Result<ClientConfig, String> {
 /// an optional PEM `ca_file`, or, with `insecure_skip_verify`, any certificate (the
 /// handshake signatures are still checked). The caller adds client authentication.
 ///
-/// The system CA store is read on the first handshake, not here ([`LazyWebPki`]):
+/// The system CA store is read on the first handshake, not here (`LazyWebPki`):
 /// reading it means opening and parsing ~150 files, and at start every plugin with
 /// an HTTP client did it (2,600 file opens for the 25 plugins of the start-up
 /// benchmark) although sinks on `http://` or not yet sending never need it. The
@@ -340,15 +340,14 @@ pub fn tls_builder(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?;
-    if insecure_skip_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider))));
-    }
-    let verifier = LazyWebPki::new(ca_file, provider)?;
+    let trust = if insecure_skip_verify {
+        Trust::Any
+    } else {
+        Trust::WebPki(LazyWebPki::new(ca_file)?)
+    };
     Ok(builder
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier)))
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier { provider, trust })))
 }
 
 /// The system CA store of this process (this plugin: each plugin is its own code
@@ -369,13 +368,28 @@ fn system_roots() -> &'static RootCertStore {
     })
 }
 
+/// How the server's certificate is checked. The handshake signatures are always
+/// checked with the provider's algorithms, so the connection is at least consistent.
+#[derive(Debug)]
+struct ServerVerifier {
+    provider: Arc<CryptoProvider>,
+    trust: Trust,
+}
+
+#[derive(Debug)]
+enum Trust {
+    /// `insecure_skip_verify`: any certificate chain and name.
+    Any,
+    /// The standard verification, against the system CA store and `ca_file`.
+    WebPki(LazyWebPki),
+}
+
 /// rustls's standard verifier ([`WebPkiServerVerifier`]: chain to a trusted root,
 /// name, validity, revocation as configured) over the system CA store plus the
 /// `ca_file` certificates, built on the first certificate to verify. Only *when*
 /// the trust store is read changes; every verification is the standard one.
 #[derive(Debug)]
 struct LazyWebPki {
-    provider: Arc<CryptoProvider>,
     extra: Vec<CertificateDer<'static>>,
     verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
 }
@@ -383,7 +397,7 @@ struct LazyWebPki {
 impl LazyWebPki {
     /// Reads and checks `ca_file` now (an unreadable file, or one without a usable
     /// CA certificate, is an error at set-up, as before).
-    fn new(ca_file: Option<&Path>, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+    fn new(ca_file: Option<&Path>) -> Result<Self, String> {
         let mut extra = Vec::new();
         if let Some(path) = ca_file {
             let mut check = RootCertStore::empty();
@@ -395,20 +409,22 @@ impl LazyWebPki {
             }
         }
         Ok(LazyWebPki {
-            provider,
             extra,
             verifier: OnceLock::new(),
         })
     }
 
-    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn verifier(
+        &self,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
         self.verifier
             .get_or_init(|| {
                 let mut roots = system_roots().clone();
                 for cert in &self.extra {
                     roots.add(cert.clone()).map_err(|e| e.to_string())?;
                 }
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| format!("no certificate to trust: {e}"))
             })
@@ -417,7 +433,7 @@ impl LazyWebPki {
     }
 }
 
-impl ServerCertVerifier for LazyWebPki {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -426,13 +442,16 @@ impl ServerCertVerifier for LazyWebPki {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
+        match &self.trust {
+            Trust::Any => Ok(ServerCertVerified::assertion()),
+            Trust::WebPki(w) => w.verifier(&self.provider)?.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+        }
     }
 
     fn verify_tls12_signature(
@@ -470,56 +489,6 @@ impl ServerCertVerifier for LazyWebPki {
     }
 }
 
-/// `insecure_skip_verify`: accepts any certificate chain and name, but still checks
-/// the handshake signatures so the connection is at least consistent.
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// An error and its sources, `a: b: c` (hyper's top-level errors alone say little,
 /// e.g. "client error (Connect)").
 fn chain(e: &(dyn StdError + 'static)) -> String {
@@ -547,9 +516,15 @@ mod tests {
     #[test]
     fn the_system_store_is_read_on_first_verification_only() {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let v = LazyWebPki::new(None, provider).unwrap();
+        let v = ServerVerifier {
+            provider,
+            trust: Trust::WebPki(LazyWebPki::new(None).unwrap()),
+        };
+        let Trust::WebPki(lazy) = &v.trust else {
+            unreachable!("built as WebPki")
+        };
         assert!(
-            v.verifier.get().is_none(),
+            lazy.verifier.get().is_none(),
             "nothing read when the client is built"
         );
         // An unknown certificate is refused by the standard verifier, built now.
@@ -558,7 +533,7 @@ mod tests {
         assert!(v
             .verify_server_cert(&junk, &[], &name, &[], UnixTime::now())
             .is_err());
-        assert!(v.verifier.get().is_some());
+        assert!(lazy.verifier.get().is_some());
     }
 
     #[test]

@@ -265,6 +265,19 @@ pub fn convert_oid(o: &snmp_parser::Oid<'_>) -> Result<Oid, DecodeError> {
     decode_oid(o.as_bytes())
 }
 
+/// Stores one decoded arc of an OID: in `buf` while it fits (the caller refuses
+/// more than `MAX_OID_ARCS`), remembering the first arc beyond 32 bits in `wide`.
+fn put_arc(buf: &mut [u32; MAX_OID_ARCS], n: &mut usize, wide: &mut Option<u64>, acc: u64) {
+    match u32::try_from(acc) {
+        Ok(a) if *n < MAX_OID_ARCS => buf[*n] = a,
+        Ok(_) => {}
+        Err(_) => {
+            wide.get_or_insert(acc);
+        }
+    }
+    *n += 1;
+}
+
 /// Decodes the content octets of an OBJECT IDENTIFIER in place, refusing arcs
 /// beyond 32 bits and OIDs of more than [`MAX_OID_ARCS`] arcs.
 ///
@@ -301,27 +314,13 @@ pub fn decode_oid(content: &[u8]) -> Result<Oid, DecodeError> {
         bits += 7;
         if b & 0x80 == 0 {
             over_64 |= bits > 64;
-            match u32::try_from(acc) {
-                Ok(a) if n < MAX_OID_ARCS => buf[n] = a,
-                Ok(_) => {}
-                Err(_) => {
-                    wide.get_or_insert(acc);
-                }
-            }
-            n += 1;
+            put_arc(&mut buf, &mut n, &mut wide, acc);
             acc = 0;
             bits = 0;
         }
     }
     if bits > 0 {
-        match u32::try_from(acc) {
-            Ok(a) if n < MAX_OID_ARCS => buf[n] = a,
-            Ok(_) => {}
-            Err(_) => {
-                wide.get_or_insert(acc);
-            }
-        }
-        n += 1;
+        put_arc(&mut buf, &mut n, &mut wide, acc);
     }
     if over_64 {
         return Err(err("OID arc larger than 64 bits"));
