@@ -23,6 +23,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tfo_plugin_api::EmitStatus;
 use tokio::{
     net::{TcpListener, TcpSocket, TcpStream},
     sync::watch,
@@ -43,7 +44,8 @@ pub struct ServerLimits {
 }
 
 /// The limits a receiver's config sets (`receiver.*` of the influxdb and otlp
-/// plugins): body size, request rate, open connections.
+/// plugins): body size, request rate, open connections, how long a request waits
+/// for room in the agent's queue.
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiverLimits {
     /// Largest body, as sent and decompressed.
@@ -52,6 +54,49 @@ pub struct ReceiverLimits {
     pub max_requests_per_second: u32,
     /// Connections at once (0 = unlimited).
     pub max_connections: u32,
+    /// How long a request waits for room while the agent's queue is full before it
+    /// is answered 503 (`receiver.queue_wait`; zero answers at once).
+    pub queue_wait: Duration,
+}
+
+/// Default `receiver.queue_wait`: long enough to ride out one slow remote-write
+/// round trip, well below the 5-10 s request timeouts of Telegraf, the influx
+/// clients and the OpenTelemetry exporters.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// First and largest pause between two asks while a request waits for room.
+const ROOM_POLL_FIRST: Duration = Duration::from_millis(1);
+const ROOM_POLL_MAX: Duration = Duration::from_millis(20);
+
+/// Asks the agent whether it takes a batch now (`emit` of an empty batch takes
+/// nothing) and, while the answer is `Full`, asks again with growing pauses until
+/// `max_wait` has passed; returns the last answer.
+///
+/// Why wait instead of answering 503 at once: a sender that ignores `Retry-After`
+/// (wrk, many scripts, some client libraries) would otherwise resend at once, and
+/// every refused request still costs reading and dropping its body. A waiting
+/// request is not read: TCP flow control slows the sender down, the way InfluxDB
+/// itself slows writers, and vmagent and the OpenTelemetry Collector's blocking
+/// queue do. `Closed` is returned at once.
+pub async fn wait_for_room(ask: impl Fn() -> EmitStatus, max_wait: Duration) -> EmitStatus {
+    let mut status = ask();
+    if status != EmitStatus::Full || max_wait.is_zero() {
+        return status;
+    }
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let mut pause = ROOM_POLL_FIRST;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return status;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        status = ask();
+        if status != EmitStatus::Full {
+            return status;
+        }
+        pause = (pause * 2).min(ROOM_POLL_MAX);
+    }
 }
 
 impl ReceiverLimits {
@@ -264,6 +309,50 @@ mod tests {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out).await;
         out
+    }
+
+    /// An `ask` answering `Full` `fulls` times, then `then`; counts its calls.
+    fn answers(fulls: usize, then: EmitStatus) -> (Arc<AtomicU64>, impl Fn() -> EmitStatus) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let ask = move || {
+            let n = c.fetch_add(1, Ordering::Relaxed) as usize;
+            if n < fulls {
+                EmitStatus::Full
+            } else {
+                then
+            }
+        };
+        (calls, ask)
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_room_then_gets_the_answer_of_the_last_ask() {
+        // Room after three refusals: taken, after four asks.
+        let (calls, ask) = answers(3, EmitStatus::Accepted);
+        assert_eq!(
+            wait_for_room(ask, Duration::from_secs(30)).await,
+            EmitStatus::Accepted
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+        // Stopping while it waits: `Closed` at once, no more asks.
+        let (calls, ask) = answers(1, EmitStatus::Closed);
+        assert_eq!(
+            wait_for_room(ask, Duration::from_secs(30)).await,
+            EmitStatus::Closed
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        // Never room: `Full` once the wait is over, having asked again meanwhile.
+        let (calls, ask) = answers(usize::MAX, EmitStatus::Accepted);
+        assert_eq!(
+            wait_for_room(ask, Duration::from_millis(30)).await,
+            EmitStatus::Full
+        );
+        assert!(calls.load(Ordering::Relaxed) > 1);
+        // No wait configured: one ask.
+        let (calls, ask) = answers(usize::MAX, EmitStatus::Accepted);
+        assert_eq!(wait_for_room(ask, Duration::ZERO).await, EmitStatus::Full);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

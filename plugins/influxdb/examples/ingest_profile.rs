@@ -57,6 +57,7 @@ fn main() {
                 max_body: 64 << 20,
                 max_requests_per_second: 0,
                 max_connections: 0,
+                queue_wait: Duration::ZERO,
             };
             let recv = rt
                 .block_on(async { Receiver::start("127.0.0.1:0".parse().unwrap(), limits, emit) })

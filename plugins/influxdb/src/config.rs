@@ -487,6 +487,10 @@ pub struct ReceiverConfig {
     /// Connections open at once (more are closed on accept); 0 = unlimited.
     #[serde(default = "default_receiver_max_connections")]
     pub max_connections: u32,
+    /// How long a write waits, unread, for room while the agent's queue is full
+    /// before it is answered 503 + `Retry-After`; `0s` answers at once.
+    #[serde(default = "default_queue_wait", deserialize_with = "duration")]
+    pub queue_wait: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -496,6 +500,7 @@ impl Default for ReceiverConfig {
             max_body_bytes: DEFAULT_RECEIVER_MAX_BODY_BYTES,
             max_requests_per_second: 0,
             max_connections: default_receiver_max_connections(),
+            queue_wait: default_queue_wait(),
         }
     }
 }
@@ -508,6 +513,9 @@ fn default_receiver_max_body() -> u64 {
 }
 fn default_receiver_max_connections() -> u32 {
     1024
+}
+fn default_queue_wait() -> Duration {
+    tfo_plugin_common::http_server::DEFAULT_QUEUE_WAIT
 }
 
 impl ReceiverConfig {

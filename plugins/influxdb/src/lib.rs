@@ -204,6 +204,7 @@ impl Plugin for InfluxSink {
             max_body: rc.max_body_bytes,
             max_requests_per_second: rc.max_requests_per_second,
             max_connections: rc.max_connections,
+            queue_wait: rc.queue_wait,
         };
         let r = ctx
             .block_on(async move { receiver::Receiver::start(addr, limits, emit) })

@@ -22,7 +22,9 @@
 //!   message says how many were dropped and why (first line numbers);
 //! - **413** for a body over `max_body_bytes` (as sent, or once gunzipped);
 //! - **429** + `Retry-After` over `max_requests_per_second`; **503** + `Retry-After`
-//!   when the agent's queue is full (`emit` answered `Full`) or the instance stops:
+//!   when the agent's queue stayed full for `queue_wait` (`emit` answered `Full`;
+//!   meanwhile the request waits with its body unread, so a sender that ignores
+//!   `Retry-After` is slowed by TCP instead of resending) or the instance stops:
 //!   nothing of the request was taken, so the client retries it whole;
 //! - `Content-Encoding: gzip` bodies are decompressed; other codings are **415**;
 //!   unknown paths **404**, other methods **405**; slow clients get **408**.
@@ -46,7 +48,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tfo_plugin_api::{Batch, EmitStatus};
-use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply};
+use tfo_plugin_common::http_server::{wait_for_room, HttpServer, RateLimit, Reply};
 
 use crate::lineproto::{self, Precision};
 
@@ -88,6 +90,7 @@ enum Api {
 struct Shared {
     rate: Option<RateLimit>,
     max_body: u64,
+    queue_wait: Duration,
     emit: EmitFn,
     stats: Arc<Stats>,
 }
@@ -107,6 +110,7 @@ impl Receiver {
         let shared = Arc::new(Shared {
             rate: RateLimit::new(limits.max_requests_per_second),
             max_body: limits.max_body,
+            queue_wait: limits.queue_wait,
             emit,
             stats: stats.clone(),
         });
@@ -322,8 +326,11 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
         return too_large("");
     }
     // Ask the agent first (an empty emit takes nothing): while its queue is full the
-    // request is refused before its body is parsed, so overload costs little CPU.
-    let probe = (shared.emit)(Batch::default());
+    // request waits unread (TCP slows the sender) for up to `receiver.queue_wait`,
+    // then is refused before its body is read and parsed, so overload costs little
+    // CPU.
+    let waiting_since = tokio::time::Instant::now();
+    let probe = wait_for_room(|| (shared.emit)(Batch::default()), shared.queue_wait).await;
     if probe != EmitStatus::Accepted {
         return drain(body, shared, unavailable(shared, api, probe)).await;
     }
@@ -367,7 +374,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Reply {
     } else {
         raw
     };
-    deliver(api, &body, precision, &extra, shared)
+    deliver(api, &body, precision, &extra, shared, waiting_since).await
 }
 
 /// The 503 for a batch the agent did not take (`Full` or `Closed`).
@@ -386,31 +393,54 @@ fn unavailable(shared: &Shared, api: Api, status: EmitStatus) -> Reply {
     )
 }
 
-/// Parses and emits a body; the answer (204, 400 partial, 503).
-fn deliver(
+/// Parses and emits a body; the answer (204, 400 partial, 503). When the queue
+/// filled between the probe and the parsed batch (other requests were admitted at
+/// the same time), the request waits for room again within what is left of
+/// `receiver.queue_wait` and the body is parsed again (`emit` consumed the batch).
+async fn deliver(
     api: Api,
     body: &[u8],
     precision: Precision,
     extra: &[(String, String)],
     shared: &Shared,
+    waiting_since: tokio::time::Instant,
 ) -> Reply {
-    let parsed = lineproto::parse_body(body, precision, now_ns(), extra);
-    shared
-        .stats
-        .string_fields_skipped
-        .fetch_add(parsed.string_fields, Ordering::Relaxed);
-    let points = parsed.batch.item_count();
-    if points > 0 {
-        match (shared.emit)(parsed.batch) {
+    let received_ns = now_ns();
+    let parsed = loop {
+        let mut parsed = lineproto::parse_body(body, precision, received_ns, extra);
+        let points = parsed.batch.item_count();
+        if points == 0 {
+            break parsed;
+        }
+        match (shared.emit)(std::mem::take(&mut parsed.batch)) {
             EmitStatus::Accepted => {
                 shared
                     .stats
                     .points_accepted
                     .fetch_add(points, Ordering::Relaxed);
+                break parsed;
+            }
+            EmitStatus::Full => {
+                let left = shared.queue_wait.saturating_sub(waiting_since.elapsed());
+                if left.is_zero() {
+                    return unavailable(shared, api, EmitStatus::Full);
+                }
+                let again = wait_for_room(|| (shared.emit)(Batch::default()), left).await;
+                if again != EmitStatus::Accepted {
+                    return unavailable(shared, api, again);
+                }
+                tracing::trace!(
+                    "influxdb receiver: the queue filled meanwhile; {} line(s) parsed again",
+                    parsed.lines_ok
+                );
             }
             status => return unavailable(shared, api, status),
         }
-    }
+    };
+    shared
+        .stats
+        .string_fields_skipped
+        .fetch_add(parsed.string_fields, Ordering::Relaxed);
     if parsed.lines_bad > 0 {
         shared
             .stats

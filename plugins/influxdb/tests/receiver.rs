@@ -328,16 +328,31 @@ fn limits_and_backpressure() {
         "m f=1",
     ]);
     assert_eq!(st, 415);
-    // The host's queue is full: 503 + Retry-After, nothing taken.
-    host.answer(&[EmitStatus::Full]);
+    // The host's queue is full for a while: the request waits for room
+    // (`receiver.queue_wait`, 2 s by default) and is then taken whole.
+    host.answer(&[EmitStatus::Full, EmitStatus::Full, EmitStatus::Full]);
+    let (st, _, text) = curl(&["-XPOST", &url, "--data-binary", "m f=1"]);
+    assert_eq!(st, 204, "{text}");
+    assert_eq!(host.take_batches().len(), 1);
+    // Full again once parsed (others were admitted meanwhile): it waits again and
+    // the body is taken once.
+    host.answer(&[EmitStatus::Accepted, EmitStatus::Full, EmitStatus::Full]);
+    let (st, _, text) = curl(&["-XPOST", &url, "--data-binary", "m f=1\nm g=2"]);
+    assert_eq!(st, 204, "{text}");
+    assert_eq!(only_batch(&host).item_count(), 2);
+    shutdown(inst);
+
+    // Never room within `queue_wait`: 503 + Retry-After, nothing taken.
+    let host = TestHost::default();
+    let (inst, addr) = start(&host, r#", "queue_wait": "50ms""#);
+    let url = format!("http://{addr}/write");
+    // (More answers than a 50 ms wait can ask: pauses are 1 ms at least.)
+    host.answer(&[EmitStatus::Full; 100]);
     let (st, head, text) = curl(&["-XPOST", &url, "--data-binary", "m f=1"]);
     assert_eq!(st, 503, "{text}");
     assert!(head.contains("retry-after: 1"), "{head}");
     assert!(text.contains("queue is full"), "{text}");
     assert!(host.take_batches().is_empty());
-    // The next request is taken.
-    assert_eq!(curl(&["-XPOST", &url, "--data-binary", "m f=1"]).0, 204);
-    assert_eq!(host.take_batches().len(), 1);
     shutdown(inst);
 
     // Rate limit: 1 request per second, the second one at once is 429.
@@ -362,7 +377,8 @@ fn overload_answers_503_with_retry_after_and_influx_json_on_both_apis() {
         return;
     }
     let host = TestHost::default();
-    let (inst, addr) = start(&host, "");
+    // No wait: the answer comes at once (with a wait, see the limits test).
+    let (inst, addr) = start(&host, r#", "queue_wait": "0s""#);
     let body = "cpu,host=a usage_idle=99,usage_user=1 1700000000000000000\nmem used=5i";
     let json = |head: &str, text: &str| -> serde_json::Map<String, serde_json::Value> {
         assert!(

@@ -71,6 +71,13 @@ pub struct ReceiverConfig {
     /// Connections served at once; more are closed on accept. 0 = no limit.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How long a request waits, unread, for room while the agent's queue is full
+    /// before it is answered 503 + `Retry-After`; `0s` answers at once.
+    #[serde(
+        default = "default_queue_wait",
+        deserialize_with = "tfo_plugin_common::config::duration"
+    )]
+    pub queue_wait: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -80,8 +87,13 @@ impl Default for ReceiverConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_requests_per_second: default_max_requests_per_second(),
             max_connections: default_max_connections(),
+            queue_wait: default_queue_wait(),
         }
     }
+}
+
+fn default_queue_wait() -> Duration {
+    tfo_plugin_common::http_server::DEFAULT_QUEUE_WAIT
 }
 
 fn default_max_requests_per_second() -> u32 {

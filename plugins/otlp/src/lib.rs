@@ -107,6 +107,7 @@ impl Plugin for Otlp {
             max_body: rc.max_body_bytes,
             max_requests_per_second: rc.max_requests_per_second,
             max_connections: rc.max_connections,
+            queue_wait: rc.queue_wait,
         };
         let receiver = ctx
             .block_on(async move { Receiver::start(addr, limits, codec, emit) })

@@ -57,7 +57,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use tfo_plugin_api::{Batch, EmitStatus};
-use tfo_plugin_common::http_server::{HttpServer, RateLimit, Reply};
+use tfo_plugin_common::http_server::{wait_for_room, HttpServer, RateLimit, Reply};
 
 use crate::{
     convert::{self, Converted},
@@ -160,6 +160,7 @@ pub use tfo_plugin_common::http_server::ReceiverLimits as Limits;
 struct Shared {
     rate: Option<RateLimit>,
     max_body: u64,
+    queue_wait: std::time::Duration,
     codec: JsonCodec,
     emit: EmitFn,
     stats: Arc<Stats>,
@@ -184,6 +185,7 @@ impl Receiver {
         let shared = Arc::new(Shared {
             rate: RateLimit::new(limits.max_requests_per_second),
             max_body: limits.max_body,
+            queue_wait: limits.queue_wait,
             codec,
             emit,
             stats: stats.clone(),
@@ -365,8 +367,9 @@ async fn receive(
         );
     }
     // Ask the agent first (an empty emit takes nothing): while its queue is full the
-    // request is refused before its body is read and decoded.
-    let probe = (shared.emit)(Batch::default());
+    // request waits unread (TCP slows the sender) for up to `receiver.queue_wait`,
+    // then is refused before its body is read and decoded.
+    let probe = wait_for_room(|| (shared.emit)(Batch::default()), shared.queue_wait).await;
     if probe != EmitStatus::Accepted {
         return unavailable(shared, probe, encoding);
     }

@@ -565,9 +565,30 @@ fn invalid_items_are_a_partial_success() {
 }
 
 #[test]
-fn a_full_host_gets_503_with_retry_after() {
+fn a_request_waits_for_room_while_the_host_is_full() {
     let h = TestHost::default();
     let (inst, addr) = start_receiver(&h, "");
+    let body = traces_request(vec![("a", vec![span("1", vec![1; 16])])]);
+    // Full for a while, then room: taken whole within `receiver.queue_wait`.
+    h.answer(&[EmitStatus::Full, EmitStatus::Full, EmitStatus::Full]);
+    let r = post(addr, "/v1/traces", PROTOBUF, &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(h.take_batches().len(), 1);
+    shutdown(inst);
+    // No room within the wait: 503 (more answers than 50 ms of 1 ms pauses).
+    let (inst, addr) = start_receiver(&h, r#", "queue_wait": "50ms""#);
+    h.answer(&[EmitStatus::Full; 100]);
+    let r = post(addr, "/v1/traces", PROTOBUF, &body);
+    assert_eq!(r.status, 503);
+    assert!(h.take_batches().is_empty());
+    shutdown(inst);
+}
+
+#[test]
+fn a_full_host_gets_503_with_retry_after() {
+    let h = TestHost::default();
+    // No wait: answered at once (the wait has its own test).
+    let (inst, addr) = start_receiver(&h, r#", "queue_wait": "0s""#);
     let body = traces_request(vec![
         ("a", vec![span("1", vec![1; 16])]),
         ("b", vec![span("2", vec![1; 16]), span("3", vec![1; 16])]),
