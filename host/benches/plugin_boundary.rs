@@ -21,6 +21,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use tfo_agent::pipeline::HeldBatch;
 use tfo_agent::plugin::instance::PluginHealth;
 use tfo_agent::plugin::{
     files, host_services::InstanceServices, instance::InstanceWorker, library,
@@ -96,7 +97,7 @@ fn export(c: &mut Criterion) {
     let host = InstanceServices::handle("bench-sink", "bench", None, Default::default());
     let create = lib.module().create();
     let mut instance = create(host.clone(), "bench".into(), "{}".into()).unwrap();
-    let batch = Arc::new(batch_1000());
+    let batch = Arc::new(HeldBatch::own(batch_1000()));
 
     let mut g = c.benchmark_group("export_1000");
     g.bench_function("direct", |b| {
@@ -153,7 +154,7 @@ fn export(c: &mut Criterion) {
             std::hint::black_box(inst.export(batch));
         }
     };
-    let long_host = |worker: &InstanceWorker, batch: &Arc<Batch>| {
+    let long_host = |worker: &InstanceWorker, batch: &Arc<HeldBatch>| {
         let batch = batch.clone();
         rt.block_on(worker.call(Duration::from_secs(5), move |i| {
             for _ in 0..LONG_REPEAT {

@@ -361,10 +361,11 @@ pub async fn metrics(state: &ApiState) -> String {
         o,
         "# HELP tfo_agent_plugin_libraries_unloaded_total Retired plugin libraries unmapped.\n# TYPE tfo_agent_plugin_libraries_unloaded_total counter\ntfo_agent_plugin_libraries_unloaded_total {}\n\
          # HELP tfo_agent_plugin_libraries_still_mapped Retired libraries still mapped after dlclose (kept).\n# TYPE tfo_agent_plugin_libraries_still_mapped gauge\ntfo_agent_plugin_libraries_still_mapped {}\n\
+         # HELP tfo_agent_plugin_libraries_pending Retired libraries waiting for their last instance or queued batch before they are closed.\n# TYPE tfo_agent_plugin_libraries_pending gauge\ntfo_agent_plugin_libraries_pending {}\n\
          # HELP tfo_agent_plugin_instances_stuck Retired instances whose thread did not end (library kept).\n# TYPE tfo_agent_plugin_instances_stuck gauge\ntfo_agent_plugin_instances_stuck {}\n\
          # HELP tfo_agent_plugin_files_refused Plugin files refused at the last scan.\n# TYPE tfo_agent_plugin_files_refused gauge\ntfo_agent_plugin_files_refused {refused}\n\
          # HELP tfo_agent_config_reloads_total Config reloads by result.\n# TYPE tfo_agent_config_reloads_total counter\ntfo_agent_config_reloads_total{{result=\"ok\"}} {reload_ok}\ntfo_agent_config_reloads_total{{result=\"failed\"}} {reload_failed}\n",
-        g.unloaded, g.still_mapped, g.stuck_instances
+        g.unloaded, g.still_mapped, g.pending, g.stuck_instances
     );
     o
 }

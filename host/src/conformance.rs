@@ -245,7 +245,9 @@ pub async fn check(file: &Path, config: serde_json::Value, deadline: Duration) -
         Err(e) => push("start", false, e.to_string()),
     }
     if d.kind_enum.is_sink() {
-        let batch = Arc::new(reference_batch(d.data_types_flags));
+        let batch = Arc::new(crate::pipeline::HeldBatch::own(reference_batch(
+            d.data_types_flags,
+        )));
         let n = batch.item_count();
         match worker.export(batch, deadline).await {
             Ok(accepted) => push(
@@ -317,7 +319,7 @@ async fn spawn(
     let host = InstanceServices::handle(
         &lib.descriptor.name,
         name,
-        Some(Arc::new(|_: &tfo_plugin_api::Batch| {
+        Some(Arc::new(|_: tfo_plugin_api::Batch| {
             tfo_plugin_api::EmitStatus::Accepted
         })),
         Default::default(),

@@ -190,7 +190,8 @@ async fn previous_minor_plugin_loads_exchanges_data_and_unloads() {
 
     let emitted: Arc<Mutex<Vec<Batch>>> = Arc::default();
     let sink = emitted.clone();
-    let emit: EmitTarget = Arc::new(move |b: &Batch| {
+    // A copy: the test keeps what it received past the library's unload below.
+    let emit: EmitTarget = Arc::new(move |b: Batch| {
         sink.lock().unwrap().push(b.clone());
         EmitStatus::Accepted
     });
@@ -207,20 +208,26 @@ async fn previous_minor_plugin_loads_exchanges_data_and_unloads() {
     worker.start(T).await.unwrap();
 
     let sent = rich_batch();
-    let accepted = worker.export(Arc::new(sent.clone()), T).await.unwrap();
+    let accepted = worker
+        .export(Arc::new(sent.clone().into()), T)
+        .await
+        .unwrap();
     assert_eq!(accepted, sent.item_count());
     assert_eq!(accepted, 6, "4 metric points, 1 span, 1 log");
     // Plugin -> host through HostServices::emit: what it read is what was sent.
     assert_eq!(*emitted.lock().unwrap(), vec![sent.clone()]);
     // Plugin -> host through collect's return value.
+    // It is the plugin's own memory, which holds the library loaded until dropped.
     let back = worker.collect(T).await.unwrap();
-    assert_eq!(back, sent);
+    assert_eq!(*back, sent);
+    assert_eq!(back.libraries_kept(), 1);
+    drop(back);
     assert!(worker.collect(T).await.unwrap().is_empty());
 
     // `preview` was appended in ABI 1.1: the plugin's vtable has no entry, so the
     // host's call runs the trait's default instead of jumping past the vtable.
     let e = worker
-        .preview(Arc::new(sent.clone()), T)
+        .preview(Arc::new(sent.clone().into()), T)
         .await
         .expect_err("an ABI 1.0 plugin has no preview");
     assert_eq!(e.kind, CallErrorKind::Unsupported, "{e:?}");

@@ -599,3 +599,66 @@ async fn a_thousand_rapid_file_events_cause_few_scans_and_no_reload() {
     eprintln!("1,000 file events -> {} scan(s), 0 reloads", after - before);
     mgr.shutdown().await;
 }
+
+/// Collected batches are held as the plugin allocated them (no copy): a retired
+/// source's library stays loaded while its batches wait at a sink that is down, and
+/// is closed once they are delivered. Fails if the host dropped the library first
+/// (crash, or `unloaded` before delivery) or never closed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_library_stays_loaded_until_its_queued_batches_are_delivered() {
+    let (dir, shadow) = dirs();
+    let d = dir.path();
+    install(d, &fixture("counting_sink"), "counting_sink");
+    let ticker = install(d, &fixture("ticker_source"), "ticker_source");
+    let out = d.join("counted.txt");
+    let down = d.join("down.flag");
+    fs::write(&down, "").unwrap();
+    let mut opts = options(d, shadow.path());
+    opts.watch = false;
+    let mut source = spec("ticker", "ticker-source", json!({"per_collect": 5}));
+    source.interval = Duration::from_millis(20);
+    let mgr = PluginManager::start(
+        opts,
+        vec![
+            source,
+            spec(
+                "counter",
+                "counting-sink",
+                json!({"output": out, "down_while_exists": down}),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    wait_until(20, "batches queued at the down sink", || {
+        mgr.status("counter").is_some_and(|s| s.queued_items >= 20)
+    })
+    .await;
+    // The source is removed: its instance retires, its batches stay queued.
+    fs::remove_file(&ticker).unwrap();
+    mgr.rescan().await;
+    wait_until(20, "the source retired", || {
+        mgr.graveyard().retired_instances >= 1
+    })
+    .await;
+    let g = mgr.graveyard();
+    assert_eq!(g.unloaded, 0, "closed while its batches are queued: {g:?}");
+    assert_eq!(g.pending, 1, "{g:?}");
+    let queued = mgr.status("counter").unwrap().queued_items;
+    assert!(queued >= 20, "{queued}");
+    // The sink comes back: everything is delivered, then the library is closed.
+    fs::remove_file(&down).unwrap();
+    wait_until(30, "the retired library closed", || {
+        let g = mgr.graveyard();
+        g.unloaded == 1 && g.pending == 0
+    })
+    .await;
+    let values: Vec<u64> = recorded(&out).into_iter().map(|(_, v)| v).collect();
+    assert!(values.len() as u64 >= queued, "{} < {queued}", values.len());
+    let mut sorted = values.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), values.len(), "delivered twice");
+    assert_eq!(mgr.graveyard().still_mapped, 0);
+    mgr.shutdown().await;
+}

@@ -1,11 +1,13 @@
 //! The host pipeline: sources submit batches; a batcher merges them by size and
 //! time (per resource and route set), adds the agent's resource attributes, and fans
-//! each merged batch out to the sink queues as one shared `Arc<Batch>` (no copy per
-//! sink); runners drive the instances.
+//! each merged batch out to the sink queues as one shared `Arc<HeldBatch>` (no copy
+//! per sink, and no copy of what a plugin allocated: [`held`]); runners drive the
+//! instances.
 
 #[cfg(test)]
 mod alloc_tests;
 pub mod disk;
+pub mod held;
 pub mod queue;
 pub mod render;
 pub mod runner;
@@ -15,9 +17,10 @@ use std::{
     time::Duration,
 };
 
-use tfo_plugin_api::{Batch, DataTypes, EmitStatus, KeyValue};
+use tfo_plugin_api::{DataTypes, EmitStatus, KeyValue};
 use tokio::sync::mpsc;
 
+pub use held::{HeldBatch, KeepAlive};
 use queue::{QueuedBatch, SinkQueue};
 
 struct Route {
@@ -52,7 +55,7 @@ pub type Routes = Option<Arc<RouteSet>>;
 enum Msg {
     Batch {
         routes: Routes,
-        batch: Batch,
+        batch: HeldBatch,
         pushed: bool,
     },
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -136,18 +139,18 @@ impl Pipeline {
 
     /// Queues a batch at once (no batching) for every sink that accepts one of its
     /// data types; returns how many sinks got it.
-    pub fn publish(&self, batch: Arc<Batch>) -> usize {
+    pub fn publish(&self, batch: Arc<HeldBatch>) -> usize {
         self.publish_routed(batch, &None)
     }
 
     /// Like [`publish`](Self::publish), restricted to `routes`.
-    pub fn publish_routed(&self, batch: Arc<Batch>, routes: &Routes) -> usize {
+    pub fn publish_routed(&self, batch: Arc<HeldBatch>, routes: &Routes) -> usize {
         self.publish_as(batch, routes, false)
     }
 
     /// `publish_routed`; `pushed`: the data came from a push source that was
     /// admitted by [`has_room`](Self::has_room), so it is queued without evicting.
-    fn publish_as(&self, batch: Arc<Batch>, routes: &Routes, pushed: bool) -> usize {
+    fn publish_as(&self, batch: Arc<HeldBatch>, routes: &Routes, pushed: bool) -> usize {
         let types = batch.data_types();
         let list = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
@@ -180,28 +183,32 @@ impl Pipeline {
 
     /// What sources call (collected batches and `emit`): batching, agent resource
     /// attributes, then fan-out. `Full` when the batcher cannot keep up.
-    pub fn submit(&self, batch: Batch, routes: &Routes) -> EmitStatus {
-        self.submit_as(batch, routes, false)
+    pub fn submit(&self, batch: impl Into<HeldBatch>, routes: &Routes) -> EmitStatus {
+        self.submit_as(batch.into(), routes, false)
     }
 
     /// What push sources call (`emit`): `Full`, without taking the batch, while a
     /// destination queue is full ([`has_room`](Self::has_room)); once admitted, the
     /// batch never evicts data the agent accepted earlier.
-    pub fn submit_pushed(&self, batch: Batch, routes: &Routes) -> EmitStatus {
+    pub fn submit_pushed(&self, batch: impl Into<HeldBatch>, routes: &Routes) -> EmitStatus {
         self.submit_pushed_with(routes, || batch)
     }
 
-    /// `submit_pushed` that makes the batch (the host's copy of a plugin's batch)
-    /// only once it is admitted. Answers for an empty batch too, so a push source
-    /// can ask before it reads and decodes a request (`emit` of an empty batch).
-    pub fn submit_pushed_with(&self, routes: &Routes, batch: impl FnOnce() -> Batch) -> EmitStatus {
+    /// `submit_pushed` that makes the batch (holding the plugin's library) only
+    /// once it is admitted. Answers for an empty batch too, so a push source can ask
+    /// before it reads and decodes a request (`emit` of an empty batch).
+    pub fn submit_pushed_with<B: Into<HeldBatch>>(
+        &self,
+        routes: &Routes,
+        batch: impl FnOnce() -> B,
+    ) -> EmitStatus {
         if !self.has_room(routes) {
             return EmitStatus::Full;
         }
-        self.submit_as(batch(), routes, true)
+        self.submit_as(batch().into(), routes, true)
     }
 
-    fn submit_as(&self, mut batch: Batch, routes: &Routes, pushed: bool) -> EmitStatus {
+    fn submit_as(&self, mut batch: HeldBatch, routes: &Routes, pushed: bool) -> EmitStatus {
         if batch.is_empty() {
             return EmitStatus::Accepted;
         }
@@ -238,14 +245,14 @@ impl Pipeline {
     }
 
     /// `emit` for push sources with all routes.
-    pub fn emit(&self, batch: Batch) -> EmitStatus {
+    pub fn emit(&self, batch: impl Into<HeldBatch>) -> EmitStatus {
         self.submit_pushed(batch, &None)
     }
 }
 
 struct Pending {
     routes: Routes,
-    batch: Batch,
+    batch: HeldBatch,
     /// Part of it came from a push source (queued without evicting).
     pushed: bool,
     since: tokio::time::Instant,
@@ -269,9 +276,7 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
                     let i = match slot {
                         Some(i) => {
                             let p = &mut pending[i];
-                            p.batch.metrics.extend(batch.metrics);
-                            p.batch.spans.extend(batch.spans);
-                            p.batch.logs.extend(batch.logs);
+                            p.batch.absorb(batch);
                             p.pushed |= pushed;
                             i
                         }
@@ -312,6 +317,7 @@ async fn run_batcher(out: Pipeline, mut rx: mpsc::Receiver<Msg>, max_items: u64,
 mod tests {
     use super::*;
     use crate::status::InstanceStatus;
+    use tfo_plugin_api::Batch;
 
     fn sink(p: &Pipeline, name: &str) -> Arc<SinkQueue> {
         let q = SinkQueue::new(100, 1 << 20, InstanceStatus::new(name, "x"));
@@ -319,11 +325,11 @@ mod tests {
         q
     }
 
-    fn batch() -> Arc<Batch> {
+    fn batch() -> Arc<HeldBatch> {
         let mut b = Batch::default();
         b.metrics
             .push(tfo_plugin_api::Metric::gauge("m", "1", 1, 1.0, vec![]));
-        Arc::new(b)
+        Arc::new(b.into())
     }
 
     #[test]

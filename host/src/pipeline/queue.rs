@@ -12,8 +12,9 @@ use std::{
     sync::{atomic::Ordering, Arc, Mutex},
 };
 
-use tfo_plugin_api::Batch;
 use tokio::sync::Notify;
+
+use super::HeldBatch;
 
 use super::disk::{AppendError, DiskLog, DiskOptions};
 use crate::status::InstanceStatus;
@@ -22,7 +23,7 @@ use crate::status::InstanceStatus;
 #[derive(Debug, Clone)]
 pub struct QueuedBatch {
     /// The shared, read-only batch.
-    pub batch: Arc<Batch>,
+    pub batch: Arc<HeldBatch>,
     /// Items in it.
     pub items: u64,
     /// Approximate bytes.
@@ -35,7 +36,7 @@ pub struct QueuedBatch {
 
 impl QueuedBatch {
     /// Wraps a shared batch.
-    pub fn new(batch: Arc<Batch>) -> Self {
+    pub fn new(batch: Arc<HeldBatch>) -> Self {
         let items = batch.item_count();
         let bytes = batch.approx_bytes();
         QueuedBatch {
@@ -217,7 +218,7 @@ impl SinkQueue {
             match decoded {
                 Ok((seq, _, batch)) => {
                     disk.next_load = seq + 1;
-                    let mut qb = QueuedBatch::new(Arc::new(batch));
+                    let mut qb = QueuedBatch::new(Arc::new(HeldBatch::own(batch)));
                     qb.seq = Some(seq);
                     let room = g.has_room(&qb, self.max_items, self.max_bytes);
                     if !room {
@@ -364,7 +365,7 @@ impl SinkQueue {
     }
 
     /// A copy of every waiting batch (for accounting in tests and shutdown reports).
-    pub fn snapshot(&self) -> Vec<Arc<Batch>> {
+    pub fn snapshot(&self) -> Vec<Arc<HeldBatch>> {
         self.lock().q.iter().map(|qb| qb.batch.clone()).collect()
     }
 }

@@ -80,6 +80,16 @@ impl Graveyard {
         self.collect();
     }
 
+    /// Whether a retired library waits for its last user (an instance, or a batch
+    /// its code allocated that is still queued).
+    pub fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Closes every pending library that is no longer used.
     pub fn collect(&self) {
         let ready: Vec<LoadedLibrary> = {

@@ -9,10 +9,10 @@ use std::sync::{
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
 use tfo_plugin_api::{Batch, EmitStatus, HostHandle, HostServices, LogLevel};
 
-/// Where emitted batches go; `None` answers `Closed`. It gets the plugin's batch by
-/// reference and copies it into host memory only once it is admitted, so a refused
-/// batch (`Full`) costs no copy.
-pub type EmitTarget = Arc<dyn Fn(&Batch) -> EmitStatus + Send + Sync>;
+/// Where emitted batches go; `None` answers `Closed`. It takes the plugin's batch
+/// as it is (no copy: the pipeline holds the plugin's library loaded while the
+/// batch lives, `pipeline::held`); a refused batch (`Full`) is dropped on return.
+pub type EmitTarget = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
 
 /// Host side of [`HostServices`] for one instance.
 #[derive(Clone)]
@@ -62,9 +62,7 @@ impl HostServices for InstanceServices {
 
     fn emit(&self, batch: Batch) -> EmitStatus {
         match &self.emit {
-            // The target clones into host memory when it takes the batch; the
-            // plugin's copy is dropped on return.
-            Some(target) => target(&batch),
+            Some(target) => target(batch),
             None => EmitStatus::Closed,
         }
     }

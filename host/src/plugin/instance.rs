@@ -30,10 +30,11 @@ use std::{
 };
 
 use abi_stable::std_types::{RResult, RStr};
-use tfo_plugin_api::{Batch, ErrorKind, HealthState, HostHandle, PluginInstanceBox};
+use tfo_plugin_api::{ErrorKind, HealthState, HostHandle, PluginInstanceBox};
 use tokio::sync::oneshot;
 
 use super::library::LoadedLibrary;
+use crate::pipeline::{HeldBatch, KeepAlive};
 
 /// An error from a plugin call, in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -441,8 +442,8 @@ impl InstanceWorker {
         .await?
     }
 
-    /// `export` of a host-owned batch; returns items accepted.
-    pub async fn export(&self, batch: Arc<Batch>, timeout: Duration) -> Result<u64, CallError> {
+    /// `export` of a batch the pipeline holds; returns items accepted.
+    pub async fn export(&self, batch: Arc<HeldBatch>, timeout: Duration) -> Result<u64, CallError> {
         self.call_as(CallKind::Export, timeout, move |i| match i.export(&batch) {
             RResult::ROk(ok) => Ok(ok.accepted),
             RResult::RErr(e) => Err(from_plugin(&e)),
@@ -451,7 +452,11 @@ impl InstanceWorker {
     }
 
     /// `preview`: the text `export` would send, without sending it.
-    pub async fn preview(&self, batch: Arc<Batch>, timeout: Duration) -> Result<String, CallError> {
+    pub async fn preview(
+        &self,
+        batch: Arc<HeldBatch>,
+        timeout: Duration,
+    ) -> Result<String, CallError> {
         self.call_as(CallKind::Preview, timeout, move |i| {
             match i.preview(&batch) {
                 RResult::ROk(s) => Ok(s.to_string()),
@@ -461,10 +466,12 @@ impl InstanceWorker {
         .await?
     }
 
-    /// `collect`; the batch is cloned into host memory on the instance thread.
-    pub async fn collect(&self, timeout: Duration) -> Result<Batch, CallError> {
-        self.call_as(CallKind::Collect, timeout, |i| match i.collect() {
-            RResult::ROk(b) => Ok(b.clone()),
+    /// `collect`; the plugin's batch is kept as it is, holding this library
+    /// loaded until the batch is dropped (`pipeline::held`).
+    pub async fn collect(&self, timeout: Duration) -> Result<HeldBatch, CallError> {
+        let keep: KeepAlive = self.library.clone();
+        self.call_as(CallKind::Collect, timeout, move |i| match i.collect() {
+            RResult::ROk(b) => Ok(HeldBatch::from_plugin(b, keep)),
             RResult::RErr(e) => Err(from_plugin(&e)),
         })
         .await?

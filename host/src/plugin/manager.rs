@@ -34,10 +34,13 @@ use crate::{
             Control, Respawn, RetryPolicy, RunnerCommon, RunnerHandle, SinkRunner, SourceRunner,
             Timeouts,
         },
-        Pipeline,
+        HeldBatch, Pipeline,
     },
     status::{GenerationInfo, InstanceStatus, State, StatusView},
 };
+
+/// How often retired libraries still held by queued batches are checked again.
+const GRAVEYARD_SWEEP: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How the manager behaves; the agent config fills it in.
 #[derive(Debug, Clone)]
@@ -289,6 +292,7 @@ impl PluginManager {
             mgr.spawn_watcher()?;
         }
         mgr.rescan().await;
+        mgr.spawn_graveyard_sweeper();
         if !mgr.inner.opts.rescan_interval.is_zero() {
             let weak = Arc::downgrade(&mgr.inner);
             let every = mgr.inner.opts.rescan_interval;
@@ -303,6 +307,24 @@ impl PluginManager {
             });
         }
         Ok(())
+    }
+
+    /// Closes retired libraries once the last batch holding one is dropped
+    /// (`pipeline::held`): a retired plugin's queued data is delivered first, then
+    /// its library is closed, within a sweep (`GRAVEYARD_SWEEP`) of that.
+    fn spawn_graveyard_sweeper(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(GRAVEYARD_SWEEP);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.graveyard.has_pending() {
+                    inner.graveyard.collect();
+                }
+            }
+        });
     }
 
     /// The pipeline sources publish into (tests and the agent's own producers).
@@ -374,7 +396,7 @@ impl PluginManager {
     }
 
     /// Items queued for a sink instance.
-    pub async fn queued_batches(&self, instance: &str) -> Vec<Arc<tfo_plugin_api::Batch>> {
+    pub async fn queued_batches(&self, instance: &str) -> Vec<Arc<HeldBatch>> {
         let st = self.inner.state.lock().await;
         st.running
             .get(instance)
@@ -734,16 +756,25 @@ impl PluginManager {
         .await
     }
 
-    fn emit_target(&self, lib: &LoadedLibrary, spec: &InstanceSpec) -> Option<EmitTarget> {
+    fn emit_target(&self, lib: &Arc<LoadedLibrary>, spec: &InstanceSpec) -> Option<EmitTarget> {
         if !lib.descriptor.kind_enum.is_source() {
             return None;
         }
         let p = self.inner.pipeline.clone();
         let routes = routes_of(spec);
         let status = self.status_of(&spec.name);
-        Some(Arc::new(move |b: &tfo_plugin_api::Batch| {
+        // Weak: the instance's host handle must not keep its own library loaded.
+        let library = Arc::downgrade(lib);
+        Some(Arc::new(move |b: tfo_plugin_api::Batch| {
             let n = b.item_count();
-            let r = p.submit_pushed_with(&routes, || b.clone());
+            let r = p.submit_pushed_with(&routes, || match library.upgrade() {
+                // The batch stays the plugin's memory; the library stays loaded
+                // until the batch is dropped.
+                Some(lib) => HeldBatch::from_plugin(b, lib),
+                // Only a plugin emitting after its instance was dropped gets here:
+                // a copy into host memory.
+                None => HeldBatch::own(b.clone()),
+            });
             match r {
                 tfo_plugin_api::EmitStatus::Accepted => status
                     .items_collected

@@ -14,7 +14,10 @@ use std::{
 };
 
 use tfo_agent::{
-    pipeline::runner::{RetryPolicy, Timeouts},
+    pipeline::{
+        runner::{RetryPolicy, Timeouts},
+        HeldBatch,
+    },
     plugin::manager::{InstanceSpec, ManagerOptions, PluginManager},
 };
 use tfo_plugin_api::{Batch, Metric};
@@ -76,13 +79,13 @@ pub fn spec(name: &str, plugin: &str, config: serde_json::Value) -> InstanceSpec
 }
 
 /// A batch of `n` gauge points valued `first..first+n`.
-pub fn numbered_batch(first: u64, n: u64) -> Arc<Batch> {
+pub fn numbered_batch(first: u64, n: u64) -> Arc<HeldBatch> {
     let mut b = Batch::default();
     for v in first..first + n {
         b.metrics
             .push(Metric::gauge("fixture.seq", "1", 1, v as f64, vec![]));
     }
-    Arc::new(b)
+    Arc::new(HeldBatch::own(b))
 }
 
 /// Values recorded by counting-sink / panicking-sink: (version, value) per line.
