@@ -5,10 +5,14 @@
 //! `max_samples_per_send` samples per request; the benchmark uses a request of
 //! 3,300 series, each with `__name__` + 9 more labels (10 labels) and one sample.
 //!
-//! - `full`: what `export` does per batch for remote write: `convert` (agent data
-//!   model -> families: name/label sanitising), `remote_write::Encoder` (labels
-//!   sorted, one `TimeSeries` per label set, protobuf written directly, buffers
-//!   reused between batches), Snappy;
+//! - `direct`: what `export` does per batch for remote write without a scrape
+//!   endpoint: `Encoder::encode_batch` (the request straight from the batch, no
+//!   families; series grouped by a hash table, not sorted), Snappy;
+//! - `full`: what `export` does per batch for remote write with a scrape
+//!   endpoint: `convert` (agent data model -> families: name/label
+//!   sanitising), `remote_write::Encoder` (labels sorted, one `TimeSeries` per
+//!   label set, protobuf written directly, buffers reused between batches),
+//!   Snappy;
 //! - `encode`: from converted families to the compressed body;
 //! - `protobuf`: the same without Snappy;
 //! - `ingest`: what `export` does per batch for the scrape endpoint: `convert`,
@@ -41,7 +45,28 @@ fn bench(c: &mut Criterion) {
     let mut proto = Vec::new();
     // The sink's label scratch: `export` gives each batch's families back to it.
     let mut scratch = Scratch::default();
-    // What `export` does per batch.
+    // What `export` does per batch without a scrape endpoint.
+    let mut direct_encoder = remote_write::Encoder::default();
+    let mut direct_scratch = Scratch::default();
+    let mut direct_proto = Vec::new();
+    g.bench_function("direct", |b| {
+        b.iter(|| {
+            direct_proto.clear();
+            direct_encoder
+                .encode_batch(
+                    &batch,
+                    &opts,
+                    &mut direct_scratch,
+                    1_700_000_000_000,
+                    |_| (),
+                    &mut direct_proto,
+                )
+                .expect("labels fit u32 offsets");
+            compressor.compress(&direct_proto).unwrap().to_vec()
+        })
+    });
+    // What `export` does per batch with a scrape endpoint (the store update
+    // aside, see `ingest`).
     g.bench_function("full", |b| {
         b.iter(|| {
             let f = convert_with(&batch, &opts, &mut scratch).families;

@@ -4,8 +4,10 @@
 //! (instructions per series = Ir of the phase / (n x 3,300)). Run natively it
 //! prints the fastest and the median wall time of the n runs.
 //!
-//! Phases: `full` (convert + `Encoder::encode` + `Compressor` + copy of the body,
-//! as `export` does, the families' label memory given back to a `Scratch`),
+//! Phases: `direct` (`Encoder::encode_batch` + `Compressor` + copy of the body:
+//! what `export` does without a scrape endpoint), `full` (convert +
+//! `Encoder::encode` + `Compressor` + copy of the body, as `export` does with a
+//! scrape endpoint, the families' label memory given back to a `Scratch`),
 //! `convert` (the same `convert_with` + `Scratch::recycle`), `encode` (`Encoder::encode` + `Compressor` +
 //! copy), `protobuf` (`Encoder::encode`), `snappy` (`Compressor`), `prost` (the
 //! previous build + prost + snappy), `ingest` (what `export` does for the scrape
@@ -89,6 +91,23 @@ fn main() {
                 let n = compressor.compress(&proto).unwrap().to_vec().len();
                 scratch.recycle(f);
                 n
+            }
+            "direct" => {
+                // What `export` does without a scrape endpoint: the request
+                // straight from the batch, deltas (none here) accumulated.
+                proto.clear();
+                let d = encoder
+                    .encode_batch(
+                        &batch,
+                        &opts,
+                        &mut scratch,
+                        1,
+                        |f| accumulator.apply(f, t0),
+                        &mut proto,
+                    )
+                    .expect("no NUL bytes in the labels");
+                accumulator.commit(d.pending);
+                compressor.compress(&proto).unwrap().to_vec().len()
             }
             "convert" => {
                 let f = convert_with(&batch, &opts, &mut scratch).families;

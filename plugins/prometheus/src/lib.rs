@@ -118,6 +118,42 @@ impl PrometheusSink {
     }
 }
 
+impl PrometheusSink {
+    /// The families path: the batch converted to families, deltas accumulated
+    /// (pending), the scrape store updated when there is an endpoint, and the
+    /// remote-write protobuf written into `self.proto` when remote write is on.
+    /// Returns the number of series written, the pending totals and the
+    /// families (their label memory goes back to the scratch afterwards).
+    fn convert_and_encode(
+        &mut self,
+        batch: &Batch,
+        now: Instant,
+    ) -> (usize, store::Pending, Vec<encode::Family>) {
+        let converted = encode::convert_with(batch, &self.options, &mut self.scratch);
+        for why in &converted.dropped {
+            tracing::debug!("{why}");
+        }
+        let mut families = converted.families;
+        let pending = self.accumulator.apply(&mut families, now);
+        if self.config.listen_addr().is_some() {
+            let conflicts = self
+                .store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(&families, now);
+            for (family, message) in conflicts {
+                self.warn_once(&family, &message);
+            }
+        }
+        let mut series = 0;
+        if self.writer.is_some() {
+            self.proto.clear();
+            series = self.encoder.encode(&families, now_ms(), &mut self.proto);
+        }
+        (series, pending, families)
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -147,25 +183,35 @@ impl Plugin for PrometheusSink {
 
     fn export(&mut self, ctx: &Context, batch: &Batch) -> Result<ExportOk, PluginError> {
         let now = Instant::now();
-        let converted = encode::convert_with(batch, &self.options, &mut self.scratch);
-        for why in &converted.dropped {
-            tracing::debug!("{why}");
-        }
-        let mut families = converted.families;
-        let pending = self.accumulator.apply(&mut families, now);
-        if self.config.listen_addr().is_some() {
-            let conflicts = self
-                .store
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .update(&families, now);
-            for (family, message) in conflicts {
-                self.warn_once(&family, &message);
+        self.proto.clear();
+        // Without a scrape endpoint nothing keeps the families: remote write is
+        // encoded straight from the batch (`Encoder::encode_batch`: the same
+        // series, labels and samples, series in order of first appearance),
+        // which builds families only for what needs accumulating.
+        let direct = match &self.writer {
+            Some(_) if self.config.listen_addr().is_none() => {
+                let accumulator = &self.accumulator;
+                self.encoder.encode_batch(
+                    batch,
+                    &self.options,
+                    &mut self.scratch,
+                    now_ms(),
+                    |families| accumulator.apply(families, now),
+                    &mut self.proto,
+                )
             }
-        }
+            _ => None,
+        };
+        let (series, pending, families) = match direct {
+            Some(d) => {
+                for why in &d.dropped {
+                    tracing::debug!("{why}");
+                }
+                (d.series, d.pending, Vec::new())
+            }
+            None => self.convert_and_encode(batch, now),
+        };
         if let Some(writer) = &self.writer {
-            self.proto.clear();
-            let series = self.encoder.encode(&families, now_ms(), &mut self.proto);
             if series > 0 {
                 // The body moves into the request, so it is a new buffer per batch,
                 // of exactly the compressed size.

@@ -19,6 +19,13 @@ static GLOBAL: tfo_plugin_api::testing::CountingAllocator =
 
 use tfo_plugin_api::testing::count_allocations as count;
 
+/// The protobuf `WriteRequest` of `families`, by a fresh encoder.
+fn proto_of(families: &[tfo_prometheus::encode::Family]) -> Vec<u8> {
+    let mut out = Vec::new();
+    remote_write::encode_families(families, 1, &mut out);
+    out
+}
+
 #[test]
 fn allocations_per_batch() {
     let batch = cpu_utilization_batch(1000);
@@ -51,6 +58,35 @@ fn allocations_per_batch() {
         (s, body)
     });
     let series = series.0;
+    // Without a scrape endpoint `export` encodes straight from the batch
+    // (`Encoder::encode_batch`), nothing accumulated here; warm as after the
+    // first batch.
+    let mut direct = |encoder: &mut remote_write::Encoder, scratch: &mut Scratch| {
+        proto.clear();
+        let d = encoder
+            .encode_batch(&batch, &opts, scratch, 1, |_| (), &mut proto)
+            .expect("no NUL bytes");
+        let body = compressor.compress(&proto).unwrap().to_vec();
+        (d.series, body)
+    };
+    let mut direct_encoder = remote_write::Encoder::default();
+    let mut direct_scratch = Scratch::default();
+    direct(&mut direct_encoder, &mut direct_scratch);
+    let (direct_allocs, (direct_series, direct_body)) =
+        count(|| direct(&mut direct_encoder, &mut direct_scratch));
+    assert_eq!(direct_series, series);
+    // The same series (in order of first appearance instead of label order).
+    let sorted = |mut r: remote_write::WriteRequest| {
+        r.timeseries.sort_by(|a, b| a.labels.cmp(&b.labels));
+        r
+    };
+    let want =
+        <remote_write::WriteRequest as prost::Message>::decode(proto_of(&families).as_slice())
+            .unwrap();
+    assert_eq!(
+        sorted(remote_write::decode_body(&direct_body).unwrap()),
+        want
+    );
     // A one-off encoder (`encode_families`): its buffers are grown afresh.
     let (fresh_allocs, _) = count(|| {
         let mut out = Vec::new();
@@ -66,17 +102,24 @@ fn allocations_per_batch() {
         "prometheus remote write, {n} points x 3 attributes: convert {convert_allocs} ({:.2}/point), \
          Encoder::encode+Compressor+body {encode_allocs} ({:.2}/point), one-off encode_families {fresh_allocs} ({:.2}/point), \
          before (build+prost+snappy) {old_allocs} ({:.2}/point); \
-         convert_with a warm scratch {scratch_allocs} ({:.3}/point), recycle {recycle_allocs}",
+         convert_with a warm scratch {scratch_allocs} ({:.3}/point), recycle {recycle_allocs}; \
+         without a scrape endpoint (Encoder::encode_batch+Compressor+body) {direct_allocs} ({:.3}/point)",
         per(convert_allocs),
         per(encode_allocs),
         per(fresh_allocs),
         per(old_allocs),
-        per(scratch_allocs)
+        per(scratch_allocs),
+        per(direct_allocs)
     );
-    // The sink's encoder and compressor reuse their buffers: once warm, a batch
-    // allocates its scratch vector of point labels and the body it sends (2),
-    // whatever its size.
-    assert!(encode_allocs <= 2, "{encode_allocs}");
+    // The sink's encoder and compressor reuse their buffers (the vector of a
+    // point's labels included): once warm, a batch allocates the body it sends
+    // (1), whatever its size.
+    assert!(encode_allocs <= 1, "{encode_allocs}");
+    // Without a scrape endpoint (the request straight from the batch, no
+    // families): per batch, not per point; the body, the family's names (the
+    // name and unit mapping, the name kept in the family and its index) and
+    // the family vector (was 14 for convert_with + 2 for encoding = 16).
+    assert!(direct_allocs <= 14, "{direct_allocs}");
     // A fresh one grows its arenas and the row vectors (a few dozen doublings).
     assert!(per(fresh_allocs) <= 0.05, "{fresh_allocs}");
     // convert: per point its label vector and one String per label name and value

@@ -258,6 +258,15 @@ impl Scratch {
         }
     }
 
+    /// Keeps a label vector (and its strings) for reuse, as [`Scratch::recycle`]
+    /// does for the points of a family.
+    #[inline]
+    fn give_labels(&mut self, labels: Labels) {
+        if labels.capacity() > 0 && self.labels.len() < MAX_POOLED_STRINGS / 8 {
+            self.labels.push(labels);
+        }
+    }
+
     /// Takes back the label and point memory of exported families (the scrape
     /// store copies what it keeps, and only for new series), for the next
     /// [`convert_with`].
@@ -265,9 +274,7 @@ impl Scratch {
         for f in families {
             let mut points = f.points;
             for p in points.drain(..) {
-                if p.labels.capacity() > 0 && self.labels.len() < MAX_POOLED_STRINGS / 8 {
-                    self.labels.push(p.labels);
-                }
+                self.give_labels(p.labels);
             }
             if points.capacity() > 0 && self.points.len() < MAX_POOLED_POINT_VECS {
                 self.points.push(points);

@@ -26,6 +26,12 @@
 //! (cumulative, up to `+Inf`) plus `_sum` and `_count`, a summary
 //! `<name>{quantile=...}` plus `_sum` and `_count`, and `target_info` = 1. A point
 //! without a timestamp is stamped with the time of the request.
+//!
+//! Two ways in: [`Encoder::encode`] writes converted families (series in label
+//! order: the bytes [`build`] + prost write); without a scrape endpoint the
+//! sink uses [`Encoder::encode_batch`], which writes the same series, labels
+//! and samples straight from the batch, series in order of first appearance
+//! (the spec asks nothing of the order of series in a request).
 
 use std::{borrow::Cow, collections::BTreeMap};
 
@@ -43,6 +49,9 @@ fn encode_varint(v: u64, out: &mut Vec<u8>) {
 }
 
 use super::{canonical_float, Family, FamilyType, Point, Value};
+
+mod direct;
+pub use direct::Direct;
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -179,6 +188,39 @@ pub struct Encoder {
     order: Vec<SortItem>,
     /// The samples of the series being written.
     samples: Vec<Sample>,
+    /// Per-point label pairs, empty between uses; its lifetime is only a
+    /// placeholder (see [`with_lifetime`]): kept so a point's labels are
+    /// gathered without an allocation per batch.
+    pairs: Vec<(&'static str, &'static str)>,
+    /// [`Encoder::encode_batch`]: the family (index of creation) of each row.
+    row_family: Vec<u32>,
+    /// [`Encoder::encode_batch`]: the grouping of rows into series.
+    groups: direct::Groups,
+    /// [`Encoder::encode_batch`]: a point's attribute values that are not
+    /// strings, as label text, back to back.
+    text: String,
+    /// [`Encoder::encode_batch`]: the end of each value in `text`.
+    text_ends: Vec<u32>,
+    /// [`Encoder::encode_batch`]: the previous point's attribute keys (empty
+    /// between batches; lifetime a placeholder, see [`keys_with_lifetime`]) and
+    /// their label order.
+    layout_keys: Vec<&'static str>,
+    layout_order: Vec<u32>,
+}
+
+/// [`with_lifetime`] for a vector of strings.
+fn keys_with_lifetime<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("emptied")).collect()
+}
+
+/// `v`, emptied, with another lifetime for its (no longer existing) elements:
+/// the same allocation (in-place collection of a vector into one of the same
+/// layout), so a vector of borrowed label pairs is kept between points and
+/// batches whose borrows do not overlap.
+fn with_lifetime<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("emptied")).collect()
 }
 
 /// One sample of [`Encoder`]: where its key and encoded labels are, its value.
@@ -208,37 +250,78 @@ impl Encoder {
     /// Appends the protobuf `WriteRequest` of `families` to `out` (same bytes as
     /// [`encode_families`]) and returns the number of series.
     pub fn encode(&mut self, families: &[Family], now_ms: i64, out: &mut Vec<u8>) -> usize {
-        self.keys.clear();
-        self.labels.clear();
-        self.rows.clear();
-        let mut point_labels: Vec<(&str, &str)> = Vec::new();
+        self.clear();
+        let mut pairs = with_lifetime(std::mem::take(&mut self.pairs));
         let mut labels_in_keys = 0usize;
         for f in families {
             for p in &f.points {
-                let timestamp = match p.time_unix_nano {
-                    0 => now_ms,
-                    t => (t / 1_000_000) as i64,
-                };
-                // The point's labels as `build` sees them: empty values dropped,
-                // sorted by name (stable), the first of a repeated name kept.
-                point_labels.clear();
-                point_labels.extend(
-                    p.labels
-                        .iter()
-                        .filter(|(_, v)| !v.is_empty())
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                labels_in_keys += self.add_converted_point::<true>(
+                    &f.meta.name,
+                    f.meta.kind,
+                    p,
+                    now_ms,
+                    &mut pairs,
                 );
-                if !point_labels
-                    .windows(2)
-                    .all(|w| less(w[0].0.as_bytes(), w[1].0.as_bytes()))
-                {
-                    point_labels.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                    point_labels.dedup_by(|a, b| a.0 == b.0);
-                }
-                labels_in_keys +=
-                    self.add_point(&f.meta.name, f.meta.kind, p, timestamp, &point_labels);
             }
         }
+        self.pairs = with_lifetime(pairs);
+        match self.write(labels_in_keys, out) {
+            Some(series) => series,
+            None => encode_families_general(families, now_ms, out),
+        }
+    }
+
+    /// Empties the work buffers (their capacity kept) for a new batch.
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.labels.clear();
+        self.rows.clear();
+        self.row_family.clear();
+    }
+
+    /// Adds the rows of a family's point: its labels as `build` sees them
+    /// (empty values dropped, sorted by name (stable), the first of a repeated
+    /// name kept), merged with the sample's `__name__` (and `le`, `quantile`).
+    /// `pairs` is an empty vector to gather the labels in, left empty. Returns
+    /// the number of labels written into the keys.
+    fn add_converted_point<'p, const KEYS: bool>(
+        &mut self,
+        name: &str,
+        kind: FamilyType,
+        p: &'p Point,
+        now_ms: i64,
+        pairs: &mut Vec<(&'p str, &'p str)>,
+    ) -> usize {
+        let timestamp = match p.time_unix_nano {
+            0 => now_ms,
+            t => (t / 1_000_000) as i64,
+        };
+        pairs.clear();
+        pairs.extend(
+            p.labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        if !pairs
+            .windows(2)
+            .all(|w| less(w[0].0.as_bytes(), w[1].0.as_bytes()))
+        {
+            pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            pairs.dedup_by(|a, b| a.0 == b.0);
+        }
+        let n = self.add_point::<KEYS>(name, kind, p, timestamp, pairs);
+        pairs.clear();
+        n
+    }
+
+    /// Orders the rows added since [`Encoder::clear`] and appends their
+    /// `WriteRequest` to `out`; returns the number of series, or `None` (and
+    /// writes nothing) when the batch must take the general path: a NUL byte in
+    /// a label (`labels_in_keys`, the number of labels written into the keys,
+    /// is then less than half the NUL bytes in them) or arenas beyond `u32`
+    /// offsets.
+    fn write(&mut self, labels_in_keys: usize, out: &mut Vec<u8>) -> Option<usize> {
         // Offsets are u32, and a NUL inside a name or value makes keys ambiguous:
         // either sends the batch down the general path.
         let nuls = count_nuls(&self.keys);
@@ -246,7 +329,7 @@ impl Encoder {
             || self.keys.len() > u32::MAX as usize
             || self.labels.len() > u32::MAX as usize
         {
-            return encode_families_general(families, now_ms, out);
+            return None;
         }
         let keys = &self.keys;
         let rows = &self.rows;
@@ -300,12 +383,12 @@ impl Encoder {
             series += 1;
             i = j;
         }
-        series
+        Some(series)
     }
 
     /// Adds the rows of one point's samples; returns the number of labels written
     /// into the keys.
-    fn add_point(
+    fn add_point<const KEYS: bool>(
         &mut self,
         name: &str,
         kind: FamilyType,
@@ -326,28 +409,33 @@ impl Encoder {
                 for (bound, count) in h.bounds.iter().zip(&h.counts) {
                     cumulative = cumulative.saturating_add(*count);
                     let le = canonical_float(*bound);
-                    n += self.add_row(
+                    n += self.add_row::<KEYS, _>(
                         [named("_bucket"), extra("le", &le)],
                         point_labels,
                         cumulative as f64,
                         timestamp,
                     );
                 }
-                n += self.add_row(
+                n += self.add_row::<KEYS, _>(
                     [named("_bucket"), extra("le", "+Inf")],
                     point_labels,
                     h.count as f64,
                     timestamp,
                 );
                 if let Some(s) = h.sum {
-                    n += self.add_row([named("_sum")], point_labels, s, timestamp);
+                    n += self.add_row::<KEYS, _>([named("_sum")], point_labels, s, timestamp);
                 }
-                n += self.add_row([named("_count")], point_labels, h.count as f64, timestamp);
+                n += self.add_row::<KEYS, _>(
+                    [named("_count")],
+                    point_labels,
+                    h.count as f64,
+                    timestamp,
+                );
             }
             (Value::Summary(s), _) => {
                 for (q, v) in &s.quantiles {
                     let q = canonical_float(*q);
-                    n += self.add_row(
+                    n += self.add_row::<KEYS, _>(
                         [named(""), extra("quantile", &q)],
                         point_labels,
                         *v,
@@ -355,24 +443,32 @@ impl Encoder {
                     );
                 }
                 if let Some(sum) = s.sum {
-                    n += self.add_row([named("_sum")], point_labels, sum, timestamp);
+                    n += self.add_row::<KEYS, _>([named("_sum")], point_labels, sum, timestamp);
                 }
-                n += self.add_row([named("_count")], point_labels, s.count as f64, timestamp);
+                n += self.add_row::<KEYS, _>(
+                    [named("_count")],
+                    point_labels,
+                    s.count as f64,
+                    timestamp,
+                );
             }
             (v, FamilyType::Counter) => {
-                n += self.add_row([named("_total")], point_labels, v.as_f64(), timestamp)
+                n += self.add_row::<KEYS, _>([named("_total")], point_labels, v.as_f64(), timestamp)
             }
             (_, FamilyType::Info) => {
-                n += self.add_row([named("_info")], point_labels, 1.0, timestamp)
+                n += self.add_row::<KEYS, _>([named("_info")], point_labels, 1.0, timestamp)
             }
-            (v, _) => n += self.add_row([named("")], point_labels, v.as_f64(), timestamp),
+            (v, _) => {
+                n += self.add_row::<KEYS, _>([named("")], point_labels, v.as_f64(), timestamp)
+            }
         }
         n
     }
 
-    /// One row: the point's labels merged with `specials` (sorted by name), as key
-    /// and as protobuf. Returns the number of labels.
-    fn add_row<const N: usize>(
+    /// One row: the point's labels merged with `specials` (sorted by name), as
+    /// protobuf and, with `KEYS`, as sort key (the direct path groups series by
+    /// their protobuf bytes and writes no keys). Returns the number of labels.
+    fn add_row<const KEYS: bool, const N: usize>(
         &mut self,
         specials: [Special<'_>; N],
         point_labels: &[(&str, &str)],
@@ -390,7 +486,7 @@ impl Encoder {
             bytes += s.name.len() + s.value.len() + s.suffix.len();
         }
         let count = point_labels.len() + N;
-        let key_room = bytes + 2 * count;
+        let key_room = if KEYS { bytes + 2 * count } else { 0 };
         let labels_room = bytes + 33 * count;
         self.keys.reserve(key_room);
         self.labels.reserve(labels_room);
@@ -427,11 +523,11 @@ impl Encoder {
                 (p, q) = if take_special {
                     let s = &specials[j];
                     j += 1;
-                    write_label(p, q, s.name, s.value, s.suffix)
+                    write_label::<KEYS>(p, q, s.name, s.value, s.suffix)
                 } else {
                     let (k, v) = point_labels[i];
                     i += 1;
-                    write_label(p, q, k, v, "")
+                    write_label::<KEYS>(p, q, k, v, "")
                 };
                 n += 1;
             }
@@ -453,14 +549,15 @@ impl Encoder {
     }
 }
 
-/// One label (value = `value` + `suffix`): its key bytes at `p` (name, NUL,
-/// value, NUL) and its `TimeSeries.labels` field at `q`; returns both ends.
+/// One label (value = `value` + `suffix`): with `KEYS` its key bytes at `p`
+/// (name, NUL, value, NUL), and its `TimeSeries.labels` field at `q`; returns
+/// both ends.
 ///
 /// # Safety
-/// `p` must be valid for name + value + 2 bytes of writes, `q` for name + value
-/// + 33.
+/// With `KEYS`, `p` must be valid for name + value + 2 bytes of writes; `q`
+/// for name + value + 33.
 #[inline(always)]
-unsafe fn write_label(
+unsafe fn write_label<const KEYS: bool>(
     p: *mut u8,
     q: *mut u8,
     name: &str,
@@ -471,12 +568,16 @@ unsafe fn write_label(
     let value_len = value.len() + suffix.len();
     // SAFETY: the writes below stay within the bounds the caller guarantees.
     unsafe {
-        let mut p = put(p, name);
-        *p = 0;
-        p = put(p.add(1), value);
-        p = put(p, suffix);
-        *p = 0;
-        let p = p.add(1);
+        let p = if KEYS {
+            let mut p = put(p, name);
+            *p = 0;
+            p = put(p.add(1), value);
+            p = put(p, suffix);
+            *p = 0;
+            p.add(1)
+        } else {
+            p
+        };
 
         let mut q = q;
         if !name.is_empty() && value_len > 0 && name.len() + value_len <= 123 {
