@@ -34,6 +34,8 @@ pub struct Context {
     dispatch: Dispatch,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     runtime_handle: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Set by [`Context::use_current_thread_runtime`].
+    current_thread: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -46,7 +48,21 @@ impl Context {
             dispatch,
             runtime: Mutex::new(None),
             runtime_handle: Default::default(),
+            current_thread: Default::default(),
         }
+    }
+
+    /// Asks for a runtime without worker threads, for a polling source whose I/O
+    /// all happens inside `collect` (through [`block_on`](Self::block_on)): its
+    /// tasks and sockets are then driven by the host's instance thread itself, so
+    /// a collection costs no wake-up of, and no hand-over between, other threads,
+    /// and the instance has two threads fewer. Tasks spawned with
+    /// [`spawn`](Self::spawn) only run during a `block_on`, so a push source
+    /// (listeners, subscriptions) must not ask for this. Call it in the
+    /// constructor, before the runtime is first used.
+    pub fn use_current_thread_runtime(&self) {
+        self.current_thread
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The plugin's name.
@@ -70,12 +86,23 @@ impl Context {
     }
 
     /// The instance's own tokio runtime (two worker threads named like the host's
-    /// instance thread), built on first use and shut down in `shutdown`.
+    /// instance thread, or none after
+    /// [`use_current_thread_runtime`](Self::use_current_thread_runtime)), built on
+    /// first use and shut down in `shutdown`.
     pub fn runtime(&self) -> tokio::runtime::Handle {
         self.runtime_handle
             .get_or_init(|| {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+                let mut builder = if self
+                    .current_thread
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    tokio::runtime::Builder::new_current_thread()
+                } else {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(2);
+                    b
+                };
+                let rt = builder
                     .max_blocking_threads(8)
                     // Named like the host's instance thread (unique per
                     // generation), so the host can tell if one outlives shutdown.
@@ -98,8 +125,20 @@ impl Context {
     /// Runs a future to completion on the instance runtime, with the host log bridge.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         use tracing::instrument::WithSubscriber;
-        self.runtime()
-            .block_on(fut.with_subscriber(self.dispatch.clone()))
+        let handle = self.runtime();
+        let fut = fut.with_subscriber(self.dispatch.clone());
+        if self
+            .current_thread
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Only the runtime's own `block_on` drives the I/O and timer drivers of
+            // a current-thread runtime (a `Handle::block_on` would wait forever).
+            let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(rt) = rt.as_ref() {
+                return rt.block_on(fut);
+            }
+        }
+        handle.block_on(fut)
     }
 
     /// Spawns a background task on the instance runtime, with the host log bridge.
@@ -497,5 +536,47 @@ mod tests {
             abi_stable::library::ROOT_MODULE_LOADER_NAME,
             "_1as_0lib_1header_0root_bmodule_bloader"
         );
+    }
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::*;
+    use abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
+
+    #[derive(Clone)]
+    struct NoHost;
+
+    impl HostServices for NoHost {
+        fn log(&self, _: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
+        fn emit(&self, _: Batch) -> EmitStatus {
+            EmitStatus::Accepted
+        }
+        fn report_panic(&self, _: RStr<'_>) {}
+    }
+
+    #[test]
+    fn a_current_thread_runtime_runs_tasks_sockets_and_timers_inside_block_on() {
+        let host = HostHandle::from_ptr(RArc::new(NoHost), TD_Opaque);
+        let ctx = Context::new("t", "i".into(), host);
+        ctx.use_current_thread_runtime();
+        // A spawned task, a UDP round trip and a timer: each needs the runtime's
+        // drivers, which only the runtime's own block_on runs on this flavour.
+        let got = ctx.block_on(async {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let to = sock.local_addr().unwrap();
+            let task = tokio::spawn(async move {
+                sock.send_to(b"x", to).await.unwrap();
+                let mut b = [0u8; 1];
+                sock.recv_from(&mut b).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                b[0]
+            });
+            task.await.unwrap()
+        });
+        assert_eq!(got, b'x');
+        // No worker threads: the calling thread is the only one.
+        assert_eq!(ctx.runtime().metrics().num_workers(), 1);
+        ctx.shutdown_runtime(Duration::from_secs(1));
     }
 }

@@ -45,6 +45,8 @@ pub struct Graveyard {
     still_mapped_files: Mutex<Vec<PathBuf>>,
     unloaded: AtomicU64,
     retired: AtomicU64,
+    /// Woken when a library is left pending (see [`Graveyard::wait_pending`]).
+    pending_left: tokio::sync::Notify,
 }
 
 impl Graveyard {
@@ -90,6 +92,19 @@ impl Graveyard {
             .is_empty()
     }
 
+    /// Returns once a library is pending (at once if one is): the sweeper that
+    /// closes libraries held by queued batches sleeps here, so an agent without
+    /// retirements has no timer for it.
+    pub async fn wait_pending(&self) {
+        loop {
+            let woken = self.pending_left.notified();
+            if self.has_pending() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
     /// Closes every pending library that is no longer used.
     pub fn collect(&self) {
         let ready: Vec<LoadedLibrary> = {
@@ -106,7 +121,11 @@ impl Graveyard {
                     Err(shared) => keep.push(shared),
                 }
             }
+            let left = !keep.is_empty();
             *pending = keep;
+            if left {
+                self.pending_left.notify_one();
+            }
             ready
         };
         for lib in ready {

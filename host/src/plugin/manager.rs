@@ -314,15 +314,16 @@ impl PluginManager {
     /// its library is closed, within a sweep (`GRAVEYARD_SWEEP`) of that.
     fn spawn_graveyard_sweeper(&self) {
         let weak = Arc::downgrade(&self.inner);
+        let graveyard = self.inner.graveyard.clone();
         tokio::spawn(async move {
-            let mut t = tokio::time::interval(GRAVEYARD_SWEEP);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                t.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.graveyard.has_pending() {
-                    inner.graveyard.collect();
+                graveyard.wait_pending().await;
+                tokio::time::sleep(GRAVEYARD_SWEEP).await;
+                // The manager is gone: the agent is stopping.
+                if weak.strong_count() == 0 {
+                    return;
                 }
+                graveyard.collect();
             }
         });
     }

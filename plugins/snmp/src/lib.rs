@@ -87,6 +87,10 @@ impl Plugin for SnmpSource {
 /// too.
 pub fn create(ctx: &Context, config: Config) -> Result<SnmpSource, CreateError> {
     let settings = config.resolve().map_err(CreateError::configs)?;
+    // All I/O happens inside `collect`: the instance thread drives the targets'
+    // sockets itself, without the two worker threads (and their wake-ups) of the
+    // default runtime.
+    ctx.use_current_thread_runtime();
     let collector = Collector::new(&settings);
     tracing::info!(
         instance = ctx.instance_name(),
