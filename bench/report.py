@@ -179,7 +179,8 @@ def section():
             f"Machine: {m['nproc']} cores, {m['cpu']}, kernel {m['kernel']}, {m['rustc']}; a **shared 2-core VM** "
             f"on which other builds ran at the same time (load average at the start of a scenario: "
             + ", ".join(f"{n} {r['machine']['loadavg_at_start']}" for n, r in machines)
-            + "). Taken: " + ", ".join(f"{n} {r['machine']['date']}{' (--quick)' if r.get('quick') else ''}" for n, r in machines) + "."
+            + "). Taken: " + ", ".join(f"{n} {r['machine']['date']}{' (--quick)' if r.get('quick') else ''}" for n, r in machines) + ". "
+            + "Process CPU from: " + ", ".join(f"{n} {r['machine'].get('cpu_clock', '/proc/<pid>/stat ticks')}" for n, r in machines) + "."
         )
         lines.append("")
     lines.append(END)
