@@ -319,22 +319,8 @@ pub fn convert_with(batch: &Batch, opts: &Options, scratch: &mut Scratch) -> Con
         let Some((kind, delta)) = family_kind(metric, &mut out.dropped) else {
             continue;
         };
-        let (name, unit) = (metric.name.as_str(), metric.unit.as_str());
-        let names = match memo.take() {
-            Some(m) if m.name == name && m.unit == unit && m.kind == kind => m,
-            _ => {
-                let prom = prom_unit(unit);
-                NameMemo {
-                    name,
-                    unit,
-                    kind,
-                    family: family_name(name, &prom, kind, opts.namespace.as_deref()),
-                    prom_unit: prom,
-                    slot: None,
-                }
-            }
-        };
-        let names = memo.insert(names);
+        let name = metric.name.as_str();
+        let names = NameMemo::for_metric(&mut memo, metric, kind, opts);
         let Some(family_name) = &names.family else {
             out.dropped
                 .push(format!("metric {name:?}: no usable name; dropped"));
@@ -423,6 +409,34 @@ struct NameMemo<'a> {
     prom_unit: String,
     /// Where `family` is in [`convert_with`]'s vector, once looked up.
     slot: Option<usize>,
+}
+
+impl<'a> NameMemo<'a> {
+    /// The names of `metric`: the previous metric's (kept in `memo`) when it has
+    /// the same name, unit and kind, else worked out and kept for the next one.
+    fn for_metric<'m>(
+        memo: &'m mut Option<NameMemo<'a>>,
+        metric: &'a Metric,
+        kind: FamilyType,
+        opts: &Options,
+    ) -> &'m mut NameMemo<'a> {
+        let (name, unit) = (metric.name.as_str(), metric.unit.as_str());
+        let names = match memo.take() {
+            Some(m) if m.name == name && m.unit == unit && m.kind == kind => m,
+            _ => {
+                let prom = prom_unit(unit);
+                NameMemo {
+                    name,
+                    unit,
+                    kind,
+                    family: family_name(name, &prom, kind, opts.namespace.as_deref()),
+                    prom_unit: prom,
+                    slot: None,
+                }
+            }
+        };
+        memo.insert(names)
+    }
 }
 
 /// The family type of a metric and whether its points are deltas, or `None`

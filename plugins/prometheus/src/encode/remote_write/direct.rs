@@ -38,9 +38,8 @@ use super::{
     with_lifetime, write_label, write_series_encoded, Encoder, Row, Sample,
 };
 use crate::encode::{
-    convert_point, convert_points, family_kind, family_name, is_label_name, name_cmp, prom_unit,
-    push_attribute_value, resource_labels, Family, FamilyMeta, FamilyType, Labels, NameMemo,
-    Options, Scratch,
+    convert_point, convert_points, family_kind, is_label_name, name_cmp, push_attribute_value,
+    resource_labels, Family, FamilyMeta, FamilyType, Labels, NameMemo, Options, Scratch,
 };
 
 /// What [`Encoder::encode_batch`] did with a batch it encoded.
@@ -128,22 +127,8 @@ impl Encoder {
             let Some((kind, delta)) = family_kind(metric, &mut dropped) else {
                 continue;
             };
-            let (name, unit) = (metric.name.as_str(), metric.unit.as_str());
-            let names = match memo.take() {
-                Some(m) if m.name == name && m.unit == unit && m.kind == kind => m,
-                _ => {
-                    let prom = prom_unit(unit);
-                    NameMemo {
-                        name,
-                        unit,
-                        kind,
-                        family: family_name(name, &prom, kind, opts.namespace.as_deref()),
-                        prom_unit: prom,
-                        slot: None,
-                    }
-                }
-            };
-            let names = memo.insert(names);
+            let name = metric.name.as_str();
+            let names = NameMemo::for_metric(&mut memo, metric, kind, opts);
             let Some(family) = &names.family else {
                 dropped.push(format!("metric {name:?}: no usable name; dropped"));
                 continue;
