@@ -768,14 +768,20 @@ impl PluginManager {
         let library = Arc::downgrade(lib);
         Some(Arc::new(move |b: tfo_plugin_api::Batch| {
             let n = b.item_count();
-            let r = p.submit_pushed_with(&routes, || match library.upgrade() {
-                // The batch stays the plugin's memory; the library stays loaded
-                // until the batch is dropped.
-                Some(lib) => HeldBatch::from_plugin(b, lib),
-                // Only a plugin emitting after its instance was dropped gets here:
-                // a copy into host memory.
-                None => HeldBatch::own(b.clone()),
-            });
+            let r = if b.is_empty() {
+                // A probe (a receiver asking before it reads a request, repeated
+                // while it waits for room): nothing to hold, no library to keep.
+                p.submit_pushed(HeldBatch::own(b), &routes)
+            } else {
+                p.submit_pushed_with(&routes, || match library.upgrade() {
+                    // The batch stays the plugin's memory; the library stays
+                    // loaded until the batch is dropped.
+                    Some(lib) => HeldBatch::from_plugin(b, lib),
+                    // Only a plugin emitting after its instance was dropped gets
+                    // here: a copy into host memory.
+                    None => HeldBatch::own(b.clone()),
+                })
+            };
             match r {
                 tfo_plugin_api::EmitStatus::Accepted => status
                     .items_collected
