@@ -139,7 +139,26 @@ fn allocations_per_batch() {
 /// series are all in the store already: nothing per point.
 #[test]
 fn scrape_ingest_allocations_per_batch() {
-    let batch = cpu_utilization_batch(1000);
+    scrape_ingest(cpu_utilization_batch(1000), "3 attributes");
+}
+
+/// The same with attribute keys that are not label names (`snmp.target`,
+/// `system.cpu`: dots become `_`), the sanitising path: nothing per point either
+/// (it allocated a label vector and two strings per label).
+#[test]
+fn scrape_ingest_allocations_per_batch_with_keys_to_sanitise() {
+    let mut batch = cpu_utilization_batch(1000);
+    for m in batch.metrics.iter_mut() {
+        for p in m.points.iter_mut() {
+            for kv in p.attributes.iter_mut() {
+                kv.key = format!("system.{}", kv.key.as_str()).as_str().into();
+            }
+        }
+    }
+    scrape_ingest(batch, "3 attributes with dots");
+}
+
+fn scrape_ingest(batch: tfo_plugin_api::Batch, what: &str) {
     let n = batch.item_count();
     let opts = Options::default();
     let t0 = Instant::now();
@@ -160,7 +179,7 @@ fn scrape_ingest_allocations_per_batch() {
     assert_eq!(conflicts, 0);
     assert_eq!(store.series_count() as u64, n);
     println!(
-        "prometheus scrape ingest, {n} points x 3 attributes, warm store: {allocs} ({:.3}/point)",
+        "prometheus scrape ingest, {n} points x {what}, warm store: {allocs} ({:.3}/point)",
         allocs as f64 / n as f64
     );
     // Before: 7 per point in convert plus two copies of every label set per point

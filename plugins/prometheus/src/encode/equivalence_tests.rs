@@ -206,6 +206,91 @@ fn point_labels_fast_path_matches_the_general_path() {
     }
 }
 
+/// Keys that need sanitising, collide after it, repeat, sanitise to nothing,
+/// start with a digit or are reserved once sanitised, written into recycled
+/// label vectors of every size, with a plan made for the keys or reused from
+/// the point before: the same labels as the reference, which works everything
+/// out afresh.
+#[test]
+fn point_labels_general_path_in_recycled_memory_matches_the_reference() {
+    let mut r = Lcg(17);
+    let keys = [
+        "snmp.target",
+        "snmp_target",
+        "a.b",
+        "a-b",
+        "a__b",
+        "9x",
+        "",
+        "_",
+        ".",
+        "le",
+        "l.e",
+        "quantile",
+        "job",
+        "instance",
+        "host.name",
+        "x",
+        "é",
+    ];
+    let mut scratch = Scratch::default();
+    let mut recycled = 0;
+    let mut previous: Vec<&str> = Vec::new();
+    for _ in 0..3000 {
+        // Half the points have the keys of the one before (new values): the
+        // plan is reused; the others make a new one.
+        let these: Vec<&str> = if r.next(2) == 0 {
+            previous.clone()
+        } else {
+            (0..r.next(9)).map(|_| r.pick(&keys)).collect()
+        };
+        previous = these.clone();
+        let attrs: Vec<KeyValue> = these
+            .iter()
+            .map(|&k| {
+                let v = match r.next(5) {
+                    0 => AnyValue::Str("".into()),
+                    1 => AnyValue::Int(r.next(100) as i64 - 50),
+                    2 => AnyValue::Double(0.5),
+                    _ => AnyValue::Str("v".repeat(r.next(40) as usize).as_str().into()),
+                };
+                kv(k, v)
+            })
+            .collect();
+        let reserved = [None, Some("le"), Some("quantile")][r.next(3) as usize];
+        let resource: Labels = match r.next(3) {
+            0 => vec![],
+            1 => vec![("job".into(), "api".into())],
+            _ => vec![("instance".into(), "i".into()), ("job".into(), "".into())],
+        };
+        recycled += scratch.pooled().min(1);
+        let labels = super::point_labels_with(&attrs, reserved, &resource, &mut scratch);
+        assert_eq!(
+            labels,
+            point_labels_general(&attrs, reserved, &resource),
+            "{attrs:?} {reserved:?} {resource:?}"
+        );
+        scratch.recycle(vec![Family {
+            meta: FamilyMeta {
+                name: "f".into(),
+                kind: FamilyType::Gauge,
+                help: String::new(),
+                unit: String::new(),
+            },
+            delta: false,
+            points: vec![Point {
+                labels,
+                value: Value::Int(1),
+                start_unix_nano: 0,
+                time_unix_nano: 0,
+            }],
+        }]);
+        // One point's labels in, one vector out: the pool does not grow.
+        assert!(scratch.pooled() <= 64, "{}", scratch.pooled());
+    }
+    assert!(recycled > 2900, "{recycled}");
+}
+
 #[test]
 fn only_valid_names_take_the_fast_path() {
     for (key, valid) in [

@@ -196,6 +196,8 @@ pub struct Scratch {
     labels: Vec<Labels>,
     /// Empty point vectors with their capacity.
     points: Vec<Vec<Point>>,
+    /// The label plan of the last point that took the general path.
+    shape: KeyShape,
 }
 
 /// At most this many spare strings, and an eighth as many label vectors (with
@@ -697,7 +699,7 @@ fn point_labels_with(
         }
         return finish_labels(map, resource, scratch);
     }
-    let map = point_labels_general_map(attrs, reserved, resource);
+    let map = point_labels_general_map(attrs, reserved, scratch);
     finish_labels(map, resource, scratch)
 }
 
@@ -740,25 +742,14 @@ mod scratch_tests {
 }
 
 /// [`point_labels`] for any keys: sanitised, colliding names joined, a reserved
-/// name renamed.
+/// name renamed. The reference [`point_labels_general_map`] is checked against:
+/// fresh strings for every label, no scratch.
 #[cfg(test)]
 fn point_labels_general(attrs: &[KeyValue], reserved: Option<&str>, resource: &Labels) -> Labels {
-    let map = point_labels_general_map(attrs, reserved, resource);
-    finish_labels(map, resource, &mut Scratch::default())
-}
-
-/// [`point_labels_general`] before [`finish_labels`].
-fn point_labels_general_map(
-    attrs: &[KeyValue],
-    reserved: Option<&str>,
-    resource: &Labels,
-) -> Labels {
     // Original key order decides the join order of colliding keys.
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
-    // A few labels per point: a vector searched linearly beats a map here (no node
-    // allocations); sorted by name at the end, as the map was.
-    let mut map: Vec<(String, String)> = Vec::with_capacity(attrs.len() + resource.len());
+    let mut map: Vec<(String, String)> = Vec::new();
     let mut last_key: Option<&str> = None;
     for kv in sorted {
         // A repeated identical key: the last one wins (attributes are a map).
@@ -780,7 +771,151 @@ fn point_labels_general_map(
             None => map.push((name, value)),
         }
     }
+    finish_labels(map, resource, &mut Scratch::default())
+}
+
+/// [`point_labels_with`] for keys that are not all label names, before
+/// [`finish_labels`]: sanitised names, colliding ones joined with `;` in key
+/// order, a repeated key's last value kept, a `reserved` name renamed. Written
+/// into an earlier point's label vector and strings, as the fast path is:
+/// sources whose keys have dots (`snmp.target`, `host.name`) take this path for
+/// every point, and with a fresh vector and two strings per label it was most
+/// of the sink's time, and its pool of label vectors only ever grew. The names,
+/// their order and collisions depend on the keys only, so they are worked out
+/// once per run of points with the same keys ([`KeyShape`]).
+fn point_labels_general_map(
+    attrs: &[KeyValue],
+    reserved: Option<&str>,
+    scratch: &mut Scratch,
+) -> Labels {
+    let mut shape = std::mem::take(&mut scratch.shape);
+    if !shape.fits(attrs, reserved) {
+        shape.plan(attrs, reserved);
+    }
+    let mut map: Labels = scratch.stale_labels();
+    for (j, name) in shape.names.iter().enumerate() {
+        match map.get_mut(j) {
+            Some((key, _)) => {
+                key.clear();
+                key.push_str(name);
+            }
+            None => {
+                let (k, v) = (scratch.string(name), scratch.empty_string());
+                map.push((k, v));
+            }
+        }
+    }
+    for step in &shape.steps {
+        let value = &mut map[step.slot].1;
+        match step.join {
+            LabelJoin::First | LabelJoin::Replace => value.clear(),
+            LabelJoin::Append => value.push(';'),
+        }
+        push_attribute_value(value, &attrs[step.attr].value);
+    }
+    scratch.truncate(&mut map, shape.names.len());
+    scratch.shape = shape;
     map
+}
+
+/// What [`point_labels_general_map`] does with the attributes of one set of
+/// keys: the label names, and which attribute's value goes to which label.
+#[derive(Debug, Default)]
+struct KeyShape {
+    /// The keys the plan is for, in attribute order (empty and `planned` false
+    /// before the first plan).
+    keys: Vec<String>,
+    reserved: Option<String>,
+    planned: bool,
+    /// The label names, in the order labels are created.
+    names: Vec<String>,
+    /// Attributes in key order, each to its label; skipped keys are absent.
+    steps: Vec<LabelStep>,
+    /// Attribute positions in key order (kept for its memory).
+    order: Vec<usize>,
+}
+
+/// One attribute's value into one label.
+#[derive(Debug, Clone, Copy)]
+struct LabelStep {
+    attr: usize,
+    slot: usize,
+    join: LabelJoin,
+}
+
+/// How a value joins its label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LabelJoin {
+    /// The label's first value.
+    First,
+    /// A repeated identical key: the last value wins (attributes are a map).
+    Replace,
+    /// Another key with the same sanitised name: joined with `;`.
+    Append,
+}
+
+impl KeyShape {
+    /// Whether the plan was made for exactly these keys and reserved name.
+    fn fits(&self, attrs: &[KeyValue], reserved: Option<&str>) -> bool {
+        self.planned
+            && self.reserved.as_deref() == reserved
+            && self.keys.len() == attrs.len()
+            && self
+                .keys
+                .iter()
+                .zip(attrs)
+                .all(|(k, kv)| k.as_str() == kv.key.as_str())
+    }
+
+    /// Works out names and steps for `attrs`' keys, as the rules say: keys in
+    /// order (stable, so colliding keys join in the original order), each
+    /// sanitised; one that sanitises to nothing is skipped.
+    fn plan(&mut self, attrs: &[KeyValue], reserved: Option<&str>) {
+        self.keys.truncate(attrs.len());
+        for (i, kv) in attrs.iter().enumerate() {
+            match self.keys.get_mut(i) {
+                Some(k) => {
+                    k.clear();
+                    k.push_str(kv.key.as_str());
+                }
+                None => self.keys.push(kv.key.as_str().to_string()),
+            }
+        }
+        self.reserved = reserved.map(str::to_string);
+        self.order.clear();
+        self.order.extend(0..attrs.len());
+        self.order
+            .sort_by(|&a, &b| attrs[a].key.as_str().cmp(attrs[b].key.as_str()));
+        self.names.clear();
+        self.steps.clear();
+        let mut name = String::new();
+        let mut last_key: Option<&str> = None;
+        for &i in &self.order {
+            let key = attrs[i].key.as_str();
+            if !label_name_into(key, &mut name) {
+                continue;
+            }
+            if Some(name.as_str()) == reserved {
+                name.insert_str(0, "exported_");
+            }
+            let same_key = last_key == Some(key);
+            last_key = Some(key);
+            let (slot, join) = match self.names.iter().position(|n| *n == name) {
+                Some(j) if same_key => (j, LabelJoin::Replace),
+                Some(j) => (j, LabelJoin::Append),
+                None => {
+                    self.names.push(name.clone());
+                    (self.names.len() - 1, LabelJoin::First)
+                }
+            };
+            self.steps.push(LabelStep {
+                attr: i,
+                slot,
+                join,
+            });
+        }
+        self.planned = true;
+    }
 }
 
 /// [`point_labels`]' last step: the resource's labels win, empty values go, sorted
@@ -885,20 +1020,34 @@ fn push_attribute_value(out: &mut String, v: &AnyValue) {
 /// invalid characters become `_`, runs of `_` collapse, a leading digit gets
 /// `key_`. `None` when nothing usable is left.
 pub fn label_name(key: &str) -> Option<String> {
-    let s = sanitize(key, false);
-    if s.is_empty() || s == "_" {
-        return None;
+    let mut s = String::with_capacity(key.len());
+    label_name_into(key, &mut s).then_some(s)
+}
+
+/// [`label_name`] written into `out` (cleared first, reused by
+/// [`point_labels_general_map`]); `false` when nothing usable is left.
+fn label_name_into(key: &str, out: &mut String) -> bool {
+    out.clear();
+    sanitize_into(key, false, out);
+    if out.is_empty() || out == "_" {
+        return false;
     }
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
-        return Some(format!("key_{s}"));
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
     }
-    Some(s)
+    true
 }
 
 /// Replaces characters outside `[a-zA-Z0-9_]` (plus `:` for metric names) with `_`
 /// and collapses runs of `_`.
 fn sanitize(s: &str, allow_colon: bool) -> String {
     let mut out = String::with_capacity(s.len());
+    sanitize_into(s, allow_colon, &mut out);
+    out
+}
+
+/// [`sanitize`] appended to `out` (a `_` at its end joins the run).
+fn sanitize_into(s: &str, allow_colon: bool, out: &mut String) {
     for c in s.chars() {
         let c = if c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':') {
             c
@@ -910,7 +1059,6 @@ fn sanitize(s: &str, allow_colon: bool) -> String {
         }
         out.push(c);
     }
-    out
 }
 
 /// The family name of a metric: namespace, sanitised name, unit suffix (unless the
