@@ -34,9 +34,14 @@ pub struct Context {
     dispatch: Dispatch,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     runtime_handle: std::sync::OnceLock<tokio::runtime::Handle>,
-    /// Set by [`Context::use_current_thread_runtime`].
-    current_thread: std::sync::atomic::AtomicBool,
+    /// Worker threads of the instance runtime: 2 unless set by
+    /// [`Context::use_worker_threads`]; 0 (set by
+    /// [`Context::use_current_thread_runtime`]) for none.
+    worker_threads: std::sync::atomic::AtomicUsize,
 }
+
+/// Worker threads of an instance runtime unless the plugin asks otherwise.
+const DEFAULT_WORKER_THREADS: usize = 2;
 
 impl Context {
     fn new(plugin: &'static str, instance: String, host: HostHandle) -> Self {
@@ -48,7 +53,7 @@ impl Context {
             dispatch,
             runtime: Mutex::new(None),
             runtime_handle: Default::default(),
-            current_thread: Default::default(),
+            worker_threads: std::sync::atomic::AtomicUsize::new(DEFAULT_WORKER_THREADS),
         }
     }
 
@@ -61,8 +66,24 @@ impl Context {
     /// (listeners, subscriptions) must not ask for this. Call it in the
     /// constructor, before the runtime is first used.
     pub fn use_current_thread_runtime(&self) {
-        self.current_thread
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.worker_threads
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Asks for `n` worker threads (at least one) instead of the default two, for
+    /// an instance whose background tasks are light (a scrape endpoint answering
+    /// a few requests a minute): each worker thread is a stack and a malloc arena
+    /// kept resident for the life of the instance. Call it in the constructor,
+    /// before the runtime is first used.
+    pub fn use_worker_threads(&self, n: usize) {
+        self.worker_threads
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn current_thread(&self) -> bool {
+        self.worker_threads
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
     }
 
     /// The plugin's name.
@@ -86,20 +107,21 @@ impl Context {
     }
 
     /// The instance's own tokio runtime (two worker threads named like the host's
-    /// instance thread, or none after
+    /// instance thread, as many as [`use_worker_threads`](Self::use_worker_threads)
+    /// asked for, or none after
     /// [`use_current_thread_runtime`](Self::use_current_thread_runtime)), built on
     /// first use and shut down in `shutdown`.
     pub fn runtime(&self) -> tokio::runtime::Handle {
         self.runtime_handle
             .get_or_init(|| {
-                let mut builder = if self
-                    .current_thread
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                {
+                let mut builder = if self.current_thread() {
                     tokio::runtime::Builder::new_current_thread()
                 } else {
                     let mut b = tokio::runtime::Builder::new_multi_thread();
-                    b.worker_threads(2);
+                    b.worker_threads(
+                        self.worker_threads
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    );
                     b
                 };
                 let rt = builder
@@ -127,10 +149,7 @@ impl Context {
         use tracing::instrument::WithSubscriber;
         let handle = self.runtime();
         let fut = fut.with_subscriber(self.dispatch.clone());
-        if self
-            .current_thread
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.current_thread() {
             // Only the runtime's own `block_on` drives the I/O and timer drivers of
             // a current-thread runtime (a `Handle::block_on` would wait forever).
             let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
@@ -578,5 +597,23 @@ mod runtime_tests {
         // No worker threads: the calling thread is the only one.
         assert_eq!(ctx.runtime().metrics().num_workers(), 1);
         ctx.shutdown_runtime(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_runtime_has_the_worker_threads_asked_for() {
+        for (asked, workers) in [(None, 2), (Some(1), 1), (Some(3), 3), (Some(0), 1)] {
+            let host = HostHandle::from_ptr(RArc::new(NoHost), TD_Opaque);
+            let ctx = Context::new("t", "i".into(), host);
+            if let Some(n) = asked {
+                ctx.use_worker_threads(n);
+            }
+            let rt = ctx.runtime();
+            assert_eq!(rt.metrics().num_workers(), workers, "{asked:?}");
+            // A multi-thread runtime: a spawned task runs without a block_on.
+            let (tx, rx) = std::sync::mpsc::channel();
+            ctx.spawn(async move { tx.send(7).unwrap() });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+            ctx.shutdown_runtime(Duration::from_secs(1));
+        }
     }
 }

@@ -265,6 +265,10 @@ pub fn create(ctx: &Context, config: Config) -> Result<PrometheusSink, CreateErr
         return Err(CreateError::configs(errors));
     }
     let sink = PrometheusSink::new(config)?;
+    // The runtime only answers scrapes and carries remote-write requests (encoding
+    // runs in `export`, on the instance thread): one worker thread is enough, and
+    // a second is a stack and a malloc arena resident for nothing.
+    ctx.use_worker_threads(1);
     tracing::info!(
         instance = ctx.instance_name(),
         listen = %sink.config.listen,
