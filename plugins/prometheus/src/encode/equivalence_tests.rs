@@ -167,6 +167,18 @@ fn encoder_orders_many_series_with_long_common_prefixes() {
     assert_eq!(out, expected(&families, 1));
 }
 
+/// A reserved name (none, `le`, `quantile`) and resource labels (none, `job`, or
+/// `instance` with an empty `job`) for a generated point.
+fn reserved_and_resource(r: &mut Lcg) -> (Option<&'static str>, Labels) {
+    let reserved = [None, Some("le"), Some("quantile")][r.next(3) as usize];
+    let resource: Labels = match r.next(3) {
+        0 => vec![],
+        1 => vec![("job".into(), "api".into())],
+        _ => vec![("instance".into(), "i".into()), ("job".into(), "".into())],
+    };
+    (reserved, resource)
+}
+
 fn kv(k: &str, v: AnyValue) -> KeyValue {
     KeyValue {
         key: k.into(),
@@ -192,12 +204,7 @@ fn point_labels_fast_path_matches_the_general_path() {
                 kv(k, v)
             })
             .collect();
-        let reserved = [None, Some("le"), Some("quantile")][r.next(3) as usize];
-        let resource: Labels = match r.next(3) {
-            0 => vec![],
-            1 => vec![("job".into(), "api".into())],
-            _ => vec![("instance".into(), "i".into()), ("job".into(), "".into())],
-        };
+        let (reserved, resource) = reserved_and_resource(&mut r);
         assert_eq!(
             point_labels(&attrs, reserved, &resource),
             point_labels_general(&attrs, reserved, &resource),
@@ -257,12 +264,7 @@ fn point_labels_general_path_in_recycled_memory_matches_the_reference() {
                 kv(k, v)
             })
             .collect();
-        let reserved = [None, Some("le"), Some("quantile")][r.next(3) as usize];
-        let resource: Labels = match r.next(3) {
-            0 => vec![],
-            1 => vec![("job".into(), "api".into())],
-            _ => vec![("instance".into(), "i".into()), ("job".into(), "".into())],
-        };
+        let (reserved, resource) = reserved_and_resource(&mut r);
         recycled += scratch.pooled().min(1);
         let labels = super::point_labels_with(&attrs, reserved, &resource, &mut scratch);
         assert_eq!(
@@ -270,21 +272,7 @@ fn point_labels_general_path_in_recycled_memory_matches_the_reference() {
             point_labels_general(&attrs, reserved, &resource),
             "{attrs:?} {reserved:?} {resource:?}"
         );
-        scratch.recycle(vec![Family {
-            meta: FamilyMeta {
-                name: "f".into(),
-                kind: FamilyType::Gauge,
-                help: String::new(),
-                unit: String::new(),
-            },
-            delta: false,
-            points: vec![Point {
-                labels,
-                value: Value::Int(1),
-                start_unix_nano: 0,
-                time_unix_nano: 0,
-            }],
-        }]);
+        scratch.recycle(super::one_point_family(labels));
         // One point's labels in, one vector out: the pool does not grow.
         assert!(scratch.pooled() <= 64, "{}", scratch.pooled());
     }

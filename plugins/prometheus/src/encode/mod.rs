@@ -703,6 +703,27 @@ fn point_labels_with(
     finish_labels(map, resource, scratch)
 }
 
+/// A gauge family `f` of one point with `labels`, for tests that hand a point's
+/// labels back to a [`Scratch`].
+#[cfg(test)]
+fn one_point_family(labels: Labels) -> Vec<Family> {
+    vec![Family {
+        meta: FamilyMeta {
+            name: "f".into(),
+            kind: FamilyType::Gauge,
+            help: String::new(),
+            unit: String::new(),
+        },
+        delta: false,
+        points: vec![Point {
+            labels,
+            value: Value::Int(1),
+            start_unix_nano: 0,
+            time_unix_nano: 0,
+        }],
+    }]
+}
+
 #[cfg(test)]
 mod scratch_tests {
     use super::*;
@@ -719,21 +740,7 @@ mod scratch_tests {
                 .collect();
             let labels = point_labels_with(&attrs, None, &resource, &mut scratch);
             assert_eq!(labels, point_labels(&attrs, None, &resource), "{n}");
-            scratch.recycle(vec![Family {
-                meta: FamilyMeta {
-                    name: "f".into(),
-                    kind: FamilyType::Gauge,
-                    help: String::new(),
-                    unit: String::new(),
-                },
-                delta: false,
-                points: vec![Point {
-                    labels,
-                    value: Value::Int(1),
-                    start_unix_nano: 0,
-                    time_unix_nano: 0,
-                }],
-            }]);
+            scratch.recycle(one_point_family(labels));
             assert_eq!(scratch.labels.len(), 1);
         }
         // Strings of cut vectors were kept (9 labels, then 1).
