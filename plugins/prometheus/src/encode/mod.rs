@@ -198,20 +198,69 @@ pub struct Scratch {
     points: Vec<Vec<Point>>,
     /// The label plan of the last point that took the general path.
     shape: KeyShape,
+    /// What the current batch has taken from each pool so far.
+    taken: PoolCounts,
+    /// The most one batch has taken from each pool. A pool keeps no more than
+    /// that: a batch can hand back more than it took (the `target_info` family
+    /// is built afresh for each batch), and with only the fixed caps below the
+    /// pools grew by that much per batch until they reached them (in the SNMP
+    /// scenario, ~3 KiB a second of live memory).
+    need: PoolCounts,
+}
+
+/// A count per pool of a [`Scratch`].
+#[derive(Debug, Default, Clone, Copy)]
+struct PoolCounts {
+    strings: usize,
+    labels: usize,
+    points: usize,
 }
 
 /// At most this many spare strings, and an eighth as many label vectors (with
 /// their strings), are kept, so a single huge batch does not pin its memory for
-/// ever.
+/// ever (below that, what one batch needs: [`Scratch::need`]).
 const MAX_POOLED_STRINGS: usize = 1 << 17;
 
 /// At most this many point vectors (one per family) are kept.
 const MAX_POOLED_POINT_VECS: usize = 1 << 12;
 
 impl Scratch {
+    /// Marks the start of a batch's conversion: what the previous batch took
+    /// raises [`Scratch::need`].
+    pub(crate) fn start_batch(&mut self) {
+        let (n, t) = (&mut self.need, self.taken);
+        n.strings = n.strings.max(t.strings);
+        n.labels = n.labels.max(t.labels);
+        n.points = n.points.max(t.points);
+        self.taken = PoolCounts::default();
+    }
+
+    /// How many items each pool may keep: what one batch needs.
+    #[inline]
+    fn cap(&self) -> PoolCounts {
+        PoolCounts {
+            strings: self
+                .need
+                .strings
+                .max(self.taken.strings)
+                .min(MAX_POOLED_STRINGS),
+            labels: self
+                .need
+                .labels
+                .max(self.taken.labels)
+                .min(MAX_POOLED_STRINGS / 8),
+            points: self
+                .need
+                .points
+                .max(self.taken.points)
+                .min(MAX_POOLED_POINT_VECS),
+        }
+    }
+
     /// `s` in a recycled string (a new one when none is left).
     #[inline]
     fn string(&mut self, s: &str) -> String {
+        self.taken.strings += 1;
         match self.strings.pop() {
             Some(mut o) => {
                 o.push_str(s);
@@ -224,6 +273,7 @@ impl Scratch {
     /// An empty recycled string.
     #[inline]
     fn empty_string(&mut self) -> String {
+        self.taken.strings += 1;
         self.strings.pop().unwrap_or_default()
     }
 
@@ -231,6 +281,7 @@ impl Scratch {
     /// or given back with [`Scratch::truncate`]).
     #[inline]
     fn stale_labels(&mut self) -> Labels {
+        self.taken.labels += 1;
         self.labels.pop().unwrap_or_default()
     }
 
@@ -248,13 +299,14 @@ impl Scratch {
     /// An empty recycled point vector.
     #[inline]
     fn point_vec(&mut self) -> Vec<Point> {
+        self.taken.points += 1;
         self.points.pop().unwrap_or_default()
     }
 
     /// Keeps a string for reuse.
     #[inline]
     fn give_string(&mut self, mut s: String) {
-        if s.capacity() > 0 && self.strings.len() < MAX_POOLED_STRINGS {
+        if s.capacity() > 0 && self.strings.len() < self.cap().strings {
             s.clear();
             self.strings.push(s);
         }
@@ -264,7 +316,7 @@ impl Scratch {
     /// does for the points of a family.
     #[inline]
     fn give_labels(&mut self, labels: Labels) {
-        if labels.capacity() > 0 && self.labels.len() < MAX_POOLED_STRINGS / 8 {
+        if labels.capacity() > 0 && self.labels.len() < self.cap().labels {
             self.labels.push(labels);
         }
     }
@@ -278,15 +330,15 @@ impl Scratch {
             for p in points.drain(..) {
                 self.give_labels(p.labels);
             }
-            if points.capacity() > 0 && self.points.len() < MAX_POOLED_POINT_VECS {
+            if points.capacity() > 0 && self.points.len() < self.cap().points {
                 self.points.push(points);
             }
         }
     }
 
-    /// Number of label vectors and strings kept for reuse.
+    /// Number of label vectors, strings and point vectors kept for reuse.
     pub fn pooled(&self) -> usize {
-        self.labels.len() + self.strings.len()
+        self.labels.len() + self.strings.len() + self.points.len()
     }
 }
 
@@ -301,6 +353,7 @@ pub fn convert(batch: &Batch, opts: &Options) -> Converted {
 /// (filled by [`Scratch::recycle`] with an earlier batch's families): the same
 /// result, without an allocation per label once the scratch is warm.
 pub fn convert_with(batch: &Batch, opts: &Options, scratch: &mut Scratch) -> Converted {
+    scratch.start_batch();
     let mut out = Converted::default();
     let (resource_labels, target) = resource_labels(&batch.resource);
     // Families in order of creation, found by name through `index`; the memo
@@ -727,6 +780,29 @@ fn one_point_family(labels: Labels) -> Vec<Family> {
 #[cfg(test)]
 mod scratch_tests {
     use super::*;
+
+    /// A batch hands back more than it took (its `target_info` family is built
+    /// afresh each time): the pools stay at what one batch needs instead of
+    /// growing by that much per batch, and the conversion still reuses them.
+    #[test]
+    fn pools_do_not_grow_batch_after_batch() {
+        let mut batch = tfo_plugin_api::testing::cpu_utilization_batch(50);
+        batch
+            .resource
+            .attributes
+            .push(KeyValue::new("host.name", "h1"));
+        let opts = Options::default();
+        let mut scratch = Scratch::default();
+        let mut pooled = Vec::new();
+        for _ in 0..200 {
+            let converted = convert_with(&batch, &opts, &mut scratch);
+            assert!(converted.families.iter().any(|f| f.meta.name == "target"));
+            scratch.recycle(converted.families);
+            pooled.push((scratch.pooled(), scratch.points.len()));
+        }
+        assert!(pooled[5].0 > 0);
+        assert_eq!(pooled[5], pooled[199], "{:?}", &pooled[..8]);
+    }
 
     /// Label vectors of other sizes are reused: longer ones cut (their strings
     /// kept), shorter ones extended; the labels are those of a fresh conversion.

@@ -86,6 +86,7 @@ impl Encoder {
         accumulate: impl FnOnce(&mut [Family]) -> P,
         out: &mut Vec<u8>,
     ) -> Option<Direct<P>> {
+        scratch.start_batch();
         self.clear();
         self.groups.framed_rows = 0;
         let mut dropped = Vec::new();
