@@ -224,6 +224,13 @@ const MAX_POOLED_STRINGS: usize = 1 << 17;
 /// At most this many point vectors (one per family) are kept.
 const MAX_POOLED_POINT_VECS: usize = 1 << 12;
 
+/// How many items a pool may keep: what one batch needs (the most an earlier
+/// batch took, or what this one has taken so far), never more than `max`.
+#[inline]
+fn pool_cap(need: usize, taken: usize, max: usize) -> usize {
+    need.max(taken).min(max)
+}
+
 impl Scratch {
     /// Marks the start of a batch's conversion: what the previous batch took
     /// raises [`Scratch::need`].
@@ -233,28 +240,6 @@ impl Scratch {
         n.labels = n.labels.max(t.labels);
         n.points = n.points.max(t.points);
         self.taken = PoolCounts::default();
-    }
-
-    /// How many items each pool may keep: what one batch needs.
-    #[inline]
-    fn cap(&self) -> PoolCounts {
-        PoolCounts {
-            strings: self
-                .need
-                .strings
-                .max(self.taken.strings)
-                .min(MAX_POOLED_STRINGS),
-            labels: self
-                .need
-                .labels
-                .max(self.taken.labels)
-                .min(MAX_POOLED_STRINGS / 8),
-            points: self
-                .need
-                .points
-                .max(self.taken.points)
-                .min(MAX_POOLED_POINT_VECS),
-        }
     }
 
     /// `s` in a recycled string (a new one when none is left).
@@ -306,7 +291,8 @@ impl Scratch {
     /// Keeps a string for reuse.
     #[inline]
     fn give_string(&mut self, mut s: String) {
-        if s.capacity() > 0 && self.strings.len() < self.cap().strings {
+        let cap = pool_cap(self.need.strings, self.taken.strings, MAX_POOLED_STRINGS);
+        if s.capacity() > 0 && self.strings.len() < cap {
             s.clear();
             self.strings.push(s);
         }
@@ -316,7 +302,8 @@ impl Scratch {
     /// does for the points of a family.
     #[inline]
     fn give_labels(&mut self, labels: Labels) {
-        if labels.capacity() > 0 && self.labels.len() < self.cap().labels {
+        let cap = pool_cap(self.need.labels, self.taken.labels, MAX_POOLED_STRINGS / 8);
+        if labels.capacity() > 0 && self.labels.len() < cap {
             self.labels.push(labels);
         }
     }
@@ -330,7 +317,8 @@ impl Scratch {
             for p in points.drain(..) {
                 self.give_labels(p.labels);
             }
-            if points.capacity() > 0 && self.points.len() < self.cap().points {
+            let cap = pool_cap(self.need.points, self.taken.points, MAX_POOLED_POINT_VECS);
+            if points.capacity() > 0 && self.points.len() < cap {
                 self.points.push(points);
             }
         }
@@ -905,11 +893,10 @@ fn point_labels_general_map(
 /// keys: the label names, and which attribute's value goes to which label.
 #[derive(Debug, Default)]
 struct KeyShape {
-    /// The keys the plan is for, in attribute order (empty and `planned` false
-    /// before the first plan).
+    /// The keys the plan is for, in attribute order (none before the first
+    /// plan: the empty plan, right for no keys).
     keys: Vec<String>,
     reserved: Option<String>,
-    planned: bool,
     /// The label names, in the order labels are created.
     names: Vec<String>,
     /// Attributes in key order, each to its label; skipped keys are absent.
@@ -927,7 +914,7 @@ struct LabelStep {
 }
 
 /// How a value joins its label.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum LabelJoin {
     /// The label's first value.
     First,
@@ -940,8 +927,7 @@ enum LabelJoin {
 impl KeyShape {
     /// Whether the plan was made for exactly these keys and reserved name.
     fn fits(&self, attrs: &[KeyValue], reserved: Option<&str>) -> bool {
-        self.planned
-            && self.reserved.as_deref() == reserved
+        self.reserved.as_deref() == reserved
             && self.keys.len() == attrs.len()
             && self
                 .keys
@@ -997,7 +983,6 @@ impl KeyShape {
                 join,
             });
         }
-        self.planned = true;
     }
 }
 
