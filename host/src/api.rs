@@ -253,7 +253,7 @@ pub async fn metrics(state: &ApiState) -> String {
         env!("CARGO_PKG_VERSION"),
         tfo_plugin_api::PLUGIN_API_VERSION
     );
-    let counters: [Counter; 11] = [
+    let counters: [Counter; 12] = [
         (
             "tfo_agent_items_exported_total",
             "Items delivered by a sink.",
@@ -294,6 +294,11 @@ pub async fn metrics(state: &ApiState) -> String {
             "tfo_agent_emits_refused_total",
             "Push-source emits answered Full while a destination queue was full (backpressure).",
             |s| s.emits_refused,
+        ),
+        (
+            "tfo_agent_batches_reclaimed_total",
+            "Exported batches handed back to the push source that emitted them, to be refilled instead of allocated.",
+            |s| s.batches_reclaimed,
         ),
         (
             "tfo_agent_queue_items",

@@ -72,6 +72,9 @@ pub struct InstanceStatus {
     /// full (batches, and a receiver's probe before it reads a request): the source
     /// tells its sender to retry, or drops and counts.
     pub emits_refused: AtomicU64,
+    /// Exported batches handed back to the push source that emitted them, to be
+    /// refilled instead of allocated (`HostServices::reclaimed`, ABI 1.2).
+    pub batches_reclaimed: Arc<AtomicU64>,
     /// Last export latency, microseconds.
     pub last_export_latency_us: AtomicU64,
     /// Items waiting in the sink queue (kept by the queue).
@@ -114,6 +117,8 @@ pub struct StatusView {
     pub items_collected: u64,
     /// Push-source emits refused because a destination queue was full.
     pub emits_refused: u64,
+    /// Exported batches handed back to their push source for reuse.
+    pub batches_reclaimed: u64,
     /// Last export latency in seconds.
     pub last_export_latency_seconds: f64,
     /// Items waiting in the sink queue.
@@ -143,6 +148,7 @@ impl InstanceStatus {
             panics: Arc::new(AtomicU64::new(0)),
             items_collected: AtomicU64::new(0),
             emits_refused: AtomicU64::new(0),
+            batches_reclaimed: Default::default(),
             last_export_latency_us: AtomicU64::new(0),
             queued_items: AtomicU64::new(0),
             buffer_corrupt: AtomicU64::new(0),
@@ -216,6 +222,7 @@ impl InstanceStatus {
             panics: get(&self.panics),
             items_collected: get(&self.items_collected),
             emits_refused: get(&self.emits_refused),
+            batches_reclaimed: get(&self.batches_reclaimed),
             last_export_latency_seconds: get(&self.last_export_latency_us) as f64 / 1e6,
             queued_items: get(&self.queued_items),
             buffer_corrupt_records: get(&self.buffer_corrupt),

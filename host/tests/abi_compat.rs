@@ -1,9 +1,11 @@
 //! ABI compatibility across plugin-api versions (docs/abi.md), with real plugins:
 //!
 //! - `abi-prev-minor` is built against a frozen copy of plugin-api at ABI 1.0
-//!   (fixtures/abi-prev-minor/plugin-api: no `PluginInstance::preview`); this host
-//!   speaks ABI 1.1. It must load, create, exchange data both ways intact, fall back
-//!   to the default of the method it does not have, and unload.
+//!   (fixtures/abi-prev-minor/plugin-api: no `PluginInstance::preview`, no
+//!   `HostServices::reclaimed`); this host speaks ABI 1.2. It must load (the
+//!   host's `HostServices` vtable, one entry longer than the plugin knows, passes
+//!   the layout check), create, exchange data both ways intact, fall back to the
+//!   default of the method it does not have, and unload.
 //! - `abi-next-major` is built against a copy at ABI 2.0 (`preview` moved into the
 //!   vtable prefix). It must be refused, with both versions named, before any of its
 //!   code other than the two identity symbols runs.
@@ -180,8 +182,8 @@ async fn previous_minor_plugin_loads_exchanges_data_and_unloads() {
     );
     assert_eq!(
         ABI_VERSION.to_string(),
-        "1.1",
-        "this test assumes host ABI 1.1"
+        "1.2",
+        "this test assumes host ABI 1.2"
     );
     assert_eq!(lib.descriptor.name, "abi-prev-minor");
     assert_eq!(lib.descriptor.plugin_api_version, "0.1.0");
@@ -290,9 +292,9 @@ async fn previous_minor_plugin_serves_through_the_manager() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_major_plugin_is_refused_naming_both_versions() {
     let expected = "incompatible ABI: built against tfo-plugin-api 0.2.0 layout=standard, \
-                    host speaks tfo-plugin-api 0.1.0 layout=standard: plugin ABI 2.0, host \
-                    ABI 1.1: a different ABI major is never compatible; rebuild the plugin \
-                    against a tfo-plugin-api with ABI 1.x (x <= 1)";
+                    host speaks tfo-plugin-api 0.1.1 layout=standard: plugin ABI 2.0, host \
+                    ABI 1.2: a different ABI major is never compatible; rebuild the plugin \
+                    against a tfo-plugin-api with ABI 1.x (x <= 2)";
     let (dir, shadow) = dirs();
     let path = install(dir.path(), &fixture("abi_next_major"), "abi_next_major");
     let file = files::trust(&path, None).unwrap();
@@ -323,7 +325,7 @@ fn inspect_prints_the_compatibility_of_each() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("name:               abi-prev-minor"), "{out}");
     assert!(
-        out.contains("compatible:         yes (tfo-plugin-api 0.1.0 layout=standard, ABI 1.1)"),
+        out.contains("compatible:         yes (tfo-plugin-api 0.1.1 layout=standard, ABI 1.2)"),
         "{out}"
     );
     let (code, out, _) = agent(&["plugins", "inspect", prev.to_str().unwrap(), "--json"]);
@@ -333,7 +335,7 @@ fn inspect_prints_the_compatibility_of_each() {
     assert_eq!(v["abi_version"], "1.0");
     assert_eq!(
         v["abi_compatibility"],
-        "plugin ABI 1.0, host ABI 1.1: older minor of the same major, accepted"
+        "plugin ABI 1.0, host ABI 1.2: older minor of the same major, accepted"
     );
 
     let next = fixture("abi_next_major");
@@ -343,8 +345,8 @@ fn inspect_prints_the_compatibility_of_each() {
     assert!(
         err.contains(
             "not loadable: incompatible ABI: built against tfo-plugin-api 0.2.0 \
-             layout=standard, host speaks tfo-plugin-api 0.1.0 layout=standard: plugin ABI \
-             2.0, host ABI 1.1: a different ABI major is never compatible"
+             layout=standard, host speaks tfo-plugin-api 0.1.1 layout=standard: plugin ABI \
+             2.0, host ABI 1.2: a different ABI major is never compatible"
         ),
         "{err}"
     );

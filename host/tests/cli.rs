@@ -38,7 +38,10 @@ fn inspect_a_compatible_plugin() {
         v["descriptor"]["data_types"],
         serde_json::json!(["metrics"])
     );
-    assert_eq!(v["descriptor"]["plugin_api_version"], "0.1.0");
+    assert_eq!(
+        v["descriptor"]["plugin_api_version"],
+        tfo_plugin_api::PLUGIN_API_VERSION
+    );
     assert_eq!(
         v["sha256"].as_str().unwrap(),
         tfo_agent::plugin::files::sha256_hex(&fs::read(&f).unwrap())
@@ -81,7 +84,7 @@ fn inspect_refuses_bad_files_with_one_line_and_never_crashes() {
         (d.join("bitflipped-tail-intact-header.so"), "truncated"),
         (d.join("libz-copy.so"), "not a tfo-agent plugin"),
         (d.join("does-not-exist.so"), "cannot stat"),
-        (incompatible.clone(), "incompatible ABI: built against tfo-plugin-api 0.1.0 layout=abi-break-fixture, host speaks tfo-plugin-api 0.1.0 layout=standard: layout of type Metric differs"),
+        (incompatible.clone(), "incompatible ABI: built against tfo-plugin-api 0.1.1 layout=abi-break-fixture, host speaks tfo-plugin-api 0.1.1 layout=standard: layout of type Metric differs"),
     ];
     for (path, needle) in cases {
         let (code, _, err) = agent(&["plugins", "inspect", path.to_str().unwrap()]);

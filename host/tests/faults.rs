@@ -368,9 +368,21 @@ fn a_push_source_is_refused_while_its_sink_queue_is_full() {
     );
     let dropped = run.counter("tfo_agent_items_dropped_total", "sink");
     assert_eq!(dropped, 0, "the sink queue evicted accepted data");
+    // The exported batches went back to the receiver (ABI 1.2): the next
+    // request is parsed into one of them, and its values arrive, not the old.
+    let body: String = (2_000_000..2_000_010)
+        .map(|v| format!("m v={v}\n"))
+        .collect();
+    assert_eq!(http_post(rport, "/write", &body), Some(204));
+    run.wait_for(
+        |_| (2_000_000..2_000_010).all(|v| received(dir).contains_key(&v)),
+        "the request parsed into a reclaimed batch at the sink",
+    );
+    let reclaimed = run.counter("tfo_agent_batches_reclaimed_total", "influx");
+    assert!(reclaimed >= 1, "no exported batch was handed back");
     let log = run.kill(libc::SIGTERM);
     eprintln!(
-        "push backpressure: {} points accepted, {refused} requests refused ({refused_emits} emits refused), 0 dropped, all delivered",
+        "push backpressure: {} points accepted, {refused} requests refused ({refused_emits} emits refused), 0 dropped, all delivered; {reclaimed} batch(es) reused",
         want
     );
     let _ = log;

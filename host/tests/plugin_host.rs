@@ -63,7 +63,7 @@ async fn compatible_plugin_loads_and_bad_files_are_refused_while_serving() {
         })
         .collect();
     let expect = [
-        ("libtfo_incompatible_abi.so", "incompatible ABI: built against tfo-plugin-api 0.1.0 layout=abi-break-fixture, host speaks tfo-plugin-api 0.1.0 layout=standard"),
+        ("libtfo_incompatible_abi.so", "incompatible ABI: built against tfo-plugin-api 0.1.1 layout=abi-break-fixture, host speaks tfo-plugin-api 0.1.1 layout=standard"),
         ("libtfo_truncated.so", "truncated"),
         ("libtfo_empty.so", "empty"),
         ("libtfo_zlib.so", "not a tfo-agent plugin"),

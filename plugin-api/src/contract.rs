@@ -326,6 +326,18 @@ pub trait HostServices: Send + Sync + Clone {
     /// Reports a caught panic (message and location) so it shows in logs and health.
     #[sabi(last_prefix_field)]
     fn report_panic(&self, message: RStr<'_>);
+
+    /// Push sources: a batch this instance emitted earlier, handed back once every
+    /// destination is done with it, so that the next batch is written into its
+    /// strings and vectors instead of allocating (and the host freeing) a string
+    /// per attribute again. It comes with its old content: overwrite or clear it.
+    /// `RNone` when there is none now. The host keeps such batches (a few at
+    /// most) only for an instance that has asked at least once, and only batches
+    /// holding nothing but this plugin's and the host's memory. Appended in ABI
+    /// 1.2 with a default (`RNone`), which a host that does not provide it answers.
+    fn reclaimed(&self) -> ROption<Batch> {
+        ROption::RNone
+    }
 }
 
 /// The host handle as passed to plugins (reference counted, cloneable).

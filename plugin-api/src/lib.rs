@@ -174,9 +174,9 @@ pub enum AbiMismatch {
 }
 
 /// This plugin-api's ABI version. 1.0: the first versioned contract; 1.1: appended
-/// `PluginInstance::preview`. Bump the minor when appending, the major (and
+/// `PluginInstance::preview`; 1.2: appended `HostServices::reclaimed`. Bump the minor when appending, the major (and
 /// [`ABI_MAJOR_VERSION_STRING`]) for anything else (docs/abi.md).
-pub const ABI_VERSION: AbiVersion = AbiVersion::new(1, 1);
+pub const ABI_VERSION: AbiVersion = AbiVersion::new(1, 2);
 
 /// abi_stable's own version string for the root module: `0.<ABI major>.0`.
 /// abi_stable refuses a library unless, for `0.y.z`, `y` is equal and the host's `z`
@@ -227,11 +227,12 @@ mod tests {
 
     #[test]
     fn loading_rule() {
-        let host = AbiVersion::new(1, 1);
+        let host = AbiVersion::new(1, 2);
         assert_eq!(host.accepts(AbiVersion::new(1, 0)), Ok(()));
         assert_eq!(host.accepts(AbiVersion::new(1, 1)), Ok(()));
+        assert_eq!(host.accepts(AbiVersion::new(1, 2)), Ok(()));
         assert_eq!(
-            host.accepts(AbiVersion::new(1, 2)),
+            host.accepts(AbiVersion::new(1, 3)),
             Err(AbiMismatch::NewerMinor)
         );
         assert_eq!(host.accepts(AbiVersion::new(2, 0)), Err(AbiMismatch::Major));

@@ -106,6 +106,16 @@ impl Context {
         self.host.emit(batch)
     }
 
+    /// A batch this instance emitted earlier, handed back by the host once it was
+    /// exported (ABI 1.2, [`HostServices::reclaimed`]): a receiver that writes its
+    /// next batch into the old one's strings and vectors (clear and refill, not
+    /// drop) spares a malloc here and a free in the host per string. `None` when
+    /// there is none now; build a new batch then. Asking is what makes the host keep
+    /// them, so a source that never asks costs nothing.
+    pub fn reclaimed_batch(&self) -> Option<Batch> {
+        self.host.reclaimed().into_option()
+    }
+
     /// The instance's own tokio runtime (two worker threads named like the host's
     /// instance thread, as many as [`use_worker_threads`](Self::use_worker_threads)
     /// asked for, or none after

@@ -18,7 +18,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RResult, RStr},
+    std_types::{RArc, ROption, RResult, RStr},
 };
 
 use crate::{
@@ -50,6 +50,10 @@ struct HostState {
     batches: Vec<Batch>,
     answers: VecDeque<EmitStatus>,
     panics: Vec<String>,
+    /// Batches [`TestHost::give_back`] queued for `reclaimed`.
+    returned: VecDeque<Batch>,
+    /// Calls of `reclaimed`.
+    reclaim_asks: u64,
 }
 
 /// A host for tests: records log lines, emitted batches and panic reports; `emit`
@@ -88,6 +92,11 @@ impl HostServices for TestHost {
             .push(message.as_str().to_string());
         c.notify_all();
     }
+    fn reclaimed(&self) -> ROption<Batch> {
+        let mut s = self.state();
+        s.reclaim_asks += 1;
+        s.returned.pop_front().into()
+    }
 }
 
 impl TestHost {
@@ -108,6 +117,17 @@ impl TestHost {
     /// Batches emitted so far (and forgets them).
     pub fn take_batches(&self) -> Vec<Batch> {
         std::mem::take(&mut self.state().batches)
+    }
+
+    /// Queues `batch` for the plugin's next `reclaimed` call, as the host hands an
+    /// exported batch back to the instance that emitted it.
+    pub fn give_back(&self, batch: Batch) {
+        self.state().returned.push_back(batch);
+    }
+
+    /// How often the plugin asked for a reclaimed batch.
+    pub fn reclaim_asks(&self) -> u64 {
+        self.state().reclaim_asks
     }
 
     /// Log lines so far.

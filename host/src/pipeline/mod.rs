@@ -20,7 +20,7 @@ use std::{
 use tfo_plugin_api::{DataTypes, EmitStatus, KeyValue};
 use tokio::sync::mpsc;
 
-pub use held::{HeldBatch, KeepAlive};
+pub use held::{HeldBatch, KeepAlive, Reclaim};
 use queue::{QueuedBatch, SinkQueue};
 
 struct Route {

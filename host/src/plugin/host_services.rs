@@ -6,8 +6,13 @@ use std::sync::{
     Arc,
 };
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RStr},
+};
 use tfo_plugin_api::{Batch, EmitStatus, HostHandle, HostServices, LogLevel};
+
+use crate::pipeline::Reclaim;
 
 /// Where emitted batches go; `None` answers `Closed`. It takes the plugin's batch
 /// as it is (no copy: the pipeline holds the plugin's library loaded while the
@@ -20,6 +25,10 @@ pub struct InstanceServices {
     plugin: Arc<str>,
     instance: Arc<str>,
     emit: Option<EmitTarget>,
+    /// Where the instance's exported batches come back to (push sources), and
+    /// the instance's library (`pipeline::held::library_id`): only its memory is
+    /// handed to it.
+    reclaim: Option<(Arc<Reclaim>, usize)>,
     panics: Arc<AtomicU64>,
 }
 
@@ -31,11 +40,25 @@ impl InstanceServices {
         emit: Option<EmitTarget>,
         panics: Arc<AtomicU64>,
     ) -> HostHandle {
+        Self::handle_reclaiming(plugin, instance, emit, None, panics)
+    }
+
+    /// [`InstanceServices::handle`] for a push source whose emitted batches come
+    /// back through `reclaim` (`HostServices::reclaimed`) once exported; the
+    /// `usize` is the instance's library (`pipeline::held::library_id`).
+    pub fn handle_reclaiming(
+        plugin: &str,
+        instance: &str,
+        emit: Option<EmitTarget>,
+        reclaim: Option<(Arc<Reclaim>, usize)>,
+        panics: Arc<AtomicU64>,
+    ) -> HostHandle {
         HostHandle::from_ptr(
             abi_stable::std_types::RArc::new(InstanceServices {
                 plugin: plugin.into(),
                 instance: instance.into(),
                 emit,
+                reclaim,
                 panics,
             }),
             TD_Opaque,
@@ -65,6 +88,13 @@ impl HostServices for InstanceServices {
             Some(target) => target(batch),
             None => EmitStatus::Closed,
         }
+    }
+
+    fn reclaimed(&self) -> ROption<Batch> {
+        self.reclaim
+            .as_ref()
+            .and_then(|(pool, library)| pool.take(*library))
+            .into()
     }
 
     fn report_panic(&self, message: RStr<'_>) {

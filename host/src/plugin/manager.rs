@@ -12,7 +12,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex as StdMutex},
+    sync::{Arc, Mutex as StdMutex, Weak},
     time::Duration,
 };
 
@@ -34,7 +34,7 @@ use crate::{
             Control, Respawn, RetryPolicy, RunnerCommon, RunnerHandle, SinkRunner, SourceRunner,
             Timeouts,
         },
-        HeldBatch, Pipeline,
+        HeldBatch, Pipeline, Reclaim,
     },
     status::{GenerationInfo, InstanceStatus, State, StatusView},
 };
@@ -757,7 +757,7 @@ impl PluginManager {
         .await
     }
 
-    fn emit_target(&self, lib: &Arc<LoadedLibrary>, spec: &InstanceSpec) -> Option<EmitTarget> {
+    fn emit_target(&self, lib: &Arc<LoadedLibrary>, spec: &InstanceSpec) -> Option<Emitter> {
         if !lib.descriptor.kind_enum.is_source() {
             return None;
         }
@@ -766,7 +766,12 @@ impl PluginManager {
         let status = self.status_of(&spec.name);
         // Weak: the instance's host handle must not keep its own library loaded.
         let library = Arc::downgrade(lib);
-        Some(Arc::new(move |b: tfo_plugin_api::Batch| {
+        // The pool of the instance now using this target (set by `spawn_instance`;
+        // a respawned instance gets a pool of its own).
+        let pool: Arc<StdMutex<Weak<Reclaim>>> = Arc::default();
+        let back = pool.clone();
+        let handed_back = status.batches_reclaimed.clone();
+        let target: EmitTarget = Arc::new(move |b: tfo_plugin_api::Batch| {
             let n = b.item_count();
             let r = if b.is_empty() {
                 // A probe (a receiver asking before it reads a request, repeated
@@ -775,8 +780,10 @@ impl PluginManager {
             } else {
                 p.submit_pushed_with(&routes, || match library.upgrade() {
                     // The batch stays the plugin's memory; the library stays
-                    // loaded until the batch is dropped.
-                    Some(lib) => HeldBatch::from_plugin(b, lib),
+                    // loaded until the batch is dropped, and then the batch goes
+                    // back to the instance if it asks for such.
+                    Some(lib) => HeldBatch::from_plugin(b, lib)
+                        .returning_to(back.lock().unwrap_or_else(|e| e.into_inner()).clone()),
                     // Only a plugin emitting after its instance was dropped gets
                     // here: a copy into host memory.
                     None => HeldBatch::own(b.clone()),
@@ -792,7 +799,12 @@ impl PluginManager {
                 tfo_plugin_api::EmitStatus::Closed => 0,
             };
             r
-        }))
+        });
+        Some(Emitter {
+            target,
+            pool,
+            handed_back,
+        })
     }
 
     fn spawn_runner(
@@ -1289,18 +1301,48 @@ fn routes_of(spec: &InstanceSpec) -> crate::pipeline::Routes {
 async fn spawn_instance(
     lib: &Arc<LoadedLibrary>,
     spec: &InstanceSpec,
-    emit: Option<EmitTarget>,
+    emit: Option<Emitter>,
     panics: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<InstanceWorker, super::instance::CreateFailure> {
-    let host = InstanceServices::handle(&lib.descriptor.name, &spec.name, emit, panics);
+    let keep: crate::pipeline::KeepAlive = lib.clone();
+    let library = crate::pipeline::held::library_id(&keep);
+    drop(keep);
+    let (emit, reclaim) = match emit {
+        Some(e) => {
+            let pool = Arc::new(Reclaim::counting(e.handed_back));
+            *e.pool.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&pool);
+            (Some(e.target), Some((pool, library)))
+        }
+        None => (None, None),
+    };
+    let host = InstanceServices::handle_reclaiming(
+        &lib.descriptor.name,
+        &spec.name,
+        emit,
+        reclaim,
+        panics,
+    );
     let config = serde_json::to_string(&spec.config).unwrap_or_default();
     InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await
+}
+
+/// A source's way into the pipeline: where its batches go, and where the pool
+/// its exported batches come back to is named. Shared by the instances a runner
+/// respawns; each gets a pool of its own, owned by its host handle, so a pool
+/// never outlives its instance (nor keeps its library loaded).
+#[derive(Clone)]
+struct Emitter {
+    target: EmitTarget,
+    /// The current instance's pool, which the target's batches return to.
+    pool: Arc<StdMutex<Weak<Reclaim>>>,
+    /// The instance's `tfo_agent_batches_reclaimed_total`.
+    handed_back: Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn create_and_start(
     lib: Arc<LoadedLibrary>,
     spec: &InstanceSpec,
-    emit: Option<EmitTarget>,
+    emit: Option<Emitter>,
     status: Arc<InstanceStatus>,
     timeout: Duration,
 ) -> Result<InstanceWorker, String> {

@@ -200,6 +200,9 @@ impl Plugin for InfluxSink {
         let addr = rc.listen_addr().map_err(PluginError::permanent)?;
         let host = ctx.host().clone();
         let emit: receiver::EmitFn = Arc::new(move |batch| host.emit(batch));
+        let host = ctx.host().clone();
+        // Exported batches come back to be parsed into (ABI 1.2).
+        let reclaimed: receiver::ReclaimFn = Arc::new(move || host.reclaimed().into_option());
         let limits = receiver::Limits {
             max_body: rc.max_body_bytes,
             max_requests_per_second: rc.max_requests_per_second,
@@ -207,7 +210,9 @@ impl Plugin for InfluxSink {
             queue_wait: rc.queue_wait,
         };
         let r = ctx
-            .block_on(async move { receiver::Receiver::start(addr, limits, emit) })
+            .block_on(async move {
+                receiver::Receiver::start_reclaiming(addr, limits, emit, Some(reclaimed))
+            })
             .map_err(|e| PluginError::retryable(format!("influxdb receiver: {e}")))?;
         tracing::info!(
             "influxdb line-protocol receiver listening on http://{} (/write, /api/v2/write)",

@@ -23,11 +23,17 @@
 //! remembered from the previous line (a run of lines of the same measurement and
 //! fields finds its metrics without building the name or hashing), so what is
 //! allocated per point is what the data model owns: the point's attribute vector
-//! and its key and value strings.
+//! and its key and value strings. [`parse_body_reusing`] writes those into an
+//! earlier batch's memory instead (the host hands exported batches back,
+//! `Context::reclaimed_batch`), so a body shaped like the previous ones allocates
+//! nothing per point.
 
 use std::collections::HashMap;
 
-use tfo_plugin_api::{Batch, DataPoint, KeyValue, Metric, PointValue};
+use tfo_plugin_api::__private::abi_stable::std_types::{RString, RVec};
+use tfo_plugin_api::{
+    AnyValue, Batch, DataPoint, KeyValue, Metric, MetricKind, PointValue, Temporality,
+};
 // Re-exported so the receiver, the fuzz target and the benches name one module.
 pub use tfo_plugin_common::lineproto::{parse_line, parse_line_into, FieldValue, Line, Precision};
 
@@ -59,8 +65,68 @@ pub fn parse_body(
     now_ns: u64,
     extra: &[(String, String)],
 ) -> Parsed {
+    parse_body_reusing(body, precision, now_ns, extra, None)
+}
+
+/// [`parse_body`] writing into the strings and vectors of `earlier` (a batch
+/// this receiver emitted before, handed back after its export) where they fit:
+/// the same result, without a `malloc` per string while bodies keep their
+/// shape. What `earlier` had beyond this body's need is freed here.
+pub fn parse_body_reusing(
+    body: &[u8],
+    precision: Precision,
+    now_ns: u64,
+    extra: &[(String, String)],
+    earlier: Option<Batch>,
+) -> Parsed {
+    let mut spare = Spare::default();
+    if let Some(b) = earlier {
+        spare.take_apart(b);
+    }
+    parse_body_with(body, precision, now_ns, extra, &mut spare, &mut || None)
+}
+
+/// [`parse_body`] writing into the memory in `spare`, and when that runs out,
+/// into the batches `refill` hands over (the receiver's reclaimed batches),
+/// until it has none; then allocating. What is not used stays in `spare` for
+/// the next body (the host hands back merged batches, larger than one body).
+pub fn parse_body_with(
+    body: &[u8],
+    precision: Precision,
+    now_ns: u64,
+    extra: &[(String, String)],
+    spare: &mut Spare,
+    refill: &mut dyn FnMut() -> Option<Batch>,
+) -> Parsed {
     let mut out = Parsed::default();
-    let mut metrics = Metrics::default();
+    let mut metrics = Metrics {
+        spare: std::mem::take(spare),
+        ..Default::default()
+    };
+    metrics.spare.dry = false;
+    let parsed = parse_lines(
+        body,
+        precision,
+        now_ns,
+        extra,
+        &mut metrics,
+        refill,
+        &mut out,
+    );
+    *spare = std::mem::take(&mut metrics.spare);
+    out.batch.metrics = parsed.into();
+    out
+}
+
+fn parse_lines(
+    body: &[u8],
+    precision: Precision,
+    now_ns: u64,
+    extra: &[(String, String)],
+    metrics: &mut Metrics,
+    refill: &mut dyn FnMut() -> Option<Batch>,
+    out: &mut Parsed,
+) -> Vec<Metric> {
     let mut line = Line::default();
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
@@ -101,18 +167,28 @@ pub fn parse_body(
         let Some(last_numeric) = last_numeric else {
             continue;
         };
-        let mut attrs: Vec<KeyValue> = Vec::with_capacity(line.tags.len() + extra.len());
-        attrs.extend(
-            line.tags
+        let tags = &line.tags;
+        let pairs = || {
+            let extra = extra
                 .iter()
-                .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref())),
-        );
-        for (k, v) in extra {
-            if !line.tags.iter().any(|(t, _)| t == k) {
-                attrs.push(KeyValue::new(k.as_str(), v.as_str()));
-            }
+                .filter(|(k, _)| !tags.iter().any(|(t, _)| t == k))
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            tags.iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .chain(extra)
+        };
+        // Built once and cloned for the line's other fields, unless there is
+        // spare memory to write each point's copy into.
+        if metrics.spare.attributes.is_empty() {
+            metrics.spare.refill_from(refill);
         }
-        let mut attrs = Some(attrs);
+        let mut attrs = if metrics.spare.attributes.is_empty() {
+            let mut attrs: Vec<KeyValue> = Vec::with_capacity(tags.len() + extra.len());
+            attrs.extend(pairs().map(|(k, v)| KeyValue::new(k, v)));
+            Some(attrs)
+        } else {
+            None
+        };
         for (i, (key, value)) in line.fields.iter().enumerate() {
             let value = match value {
                 FieldValue::Float(f) => PointValue::Double(*f),
@@ -124,18 +200,23 @@ pub fn parse_body(
                 FieldValue::Bool(b) => PointValue::Int(i64::from(*b)),
                 FieldValue::Str(_) => continue,
             };
-            // The line's attributes are moved into its last point, cloned for the others.
-            let attributes = if i == last_numeric {
-                attrs.take().unwrap_or_default()
-            } else {
-                attrs.clone().unwrap_or_default()
+            // The line's attributes are moved into its last point, cloned for the
+            // others; or each written into an earlier point's attribute vector.
+            let attributes = match metrics.spare.attributes.pop() {
+                Some(mut spare) => {
+                    overwrite_attributes(&mut spare, pairs());
+                    spare
+                }
+                None if attrs.is_none() => pairs().map(|(k, v)| KeyValue::new(k, v)).collect(),
+                None if i == last_numeric => attrs.take().unwrap_or_default().into(),
+                None => attrs.clone().unwrap_or_default().into(),
             };
             metrics.push(
                 i,
                 &line.measurement,
                 key,
                 DataPoint {
-                    attributes: attributes.into(),
+                    attributes,
                     start_time_unix_nano: 0,
                     time_unix_nano: time,
                     value,
@@ -143,8 +224,7 @@ pub fn parse_body(
             );
         }
     }
-    out.batch.metrics = metrics.list.into();
-    out
+    std::mem::take(&mut metrics.list)
 }
 
 impl Parsed {
@@ -158,10 +238,111 @@ impl Parsed {
     }
 }
 
+/// Writes `pairs` as string attributes into `attrs`, reusing its key and value
+/// strings (and their capacity) in place; what is left over is dropped.
+fn overwrite_attributes<'a>(
+    attrs: &mut RVec<KeyValue>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    fn set(s: &mut RString, to: &str) {
+        s.clear();
+        s.push_str(to);
+    }
+    let mut n = 0;
+    for (k, v) in pairs {
+        match attrs.get_mut(n) {
+            Some(kv) => {
+                set(&mut kv.key, k);
+                match &mut kv.value {
+                    AnyValue::Str(s) => set(s, v),
+                    other => *other = AnyValue::Str(v.into()),
+                }
+            }
+            None => attrs.push(KeyValue::new(k, v)),
+        }
+        n += 1;
+    }
+    attrs.truncate(n);
+}
+
+/// Earlier batches taken apart for their memory: metrics without points, and
+/// the attribute vectors of their points, with their strings.
+#[derive(Default)]
+pub struct Spare {
+    metrics: Vec<Metric>,
+    attributes: Vec<RVec<KeyValue>>,
+    /// The refill had nothing during this body: not asked again until the next.
+    dry: bool,
+}
+
+impl Spare {
+    /// Attribute vectors kept (one per point they can hold).
+    pub fn attribute_vectors(&self) -> usize {
+        self.attributes.len()
+    }
+
+    /// Adds `other`'s memory.
+    pub fn merge(&mut self, other: Spare) {
+        self.metrics.extend(other.metrics);
+        self.attributes.extend(other.attributes);
+    }
+
+    /// Takes out what is beyond `attribute_vectors` points' memory (and beyond
+    /// 64 metrics), to be freed by the caller (outside a lock).
+    pub fn split_excess(&mut self, attribute_vectors: usize) -> Spare {
+        Spare {
+            attributes: self
+                .attributes
+                .split_off(attribute_vectors.min(self.attributes.len())),
+            metrics: self.metrics.split_off(64.min(self.metrics.len())),
+            dry: false,
+        }
+    }
+
+    fn refill_from(&mut self, refill: &mut dyn FnMut() -> Option<Batch>) {
+        if self.dry {
+            return;
+        }
+        match refill() {
+            Some(b) => self.take_apart(b),
+            None => self.dry = true,
+        }
+    }
+
+    /// Adds `batch`'s memory.
+    pub fn take_apart(&mut self, mut batch: Batch) {
+        while let Some(mut m) = batch.metrics.pop() {
+            while let Some(p) = m.points.pop() {
+                self.attributes.push(p.attributes);
+            }
+            self.metrics.push(m);
+        }
+    }
+
+    /// An empty gauge named `name`, in an earlier metric's memory if there is one.
+    fn gauge(&mut self, name: &str) -> Metric {
+        let Some(mut m) = self.metrics.pop() else {
+            let mut m = Metric::gauge(name, "", 0, 0.0, Vec::new());
+            m.points = Default::default();
+            return m;
+        };
+        m.name.clear();
+        m.name.push_str(name);
+        m.description.clear();
+        m.unit.clear();
+        m.kind = MetricKind::Gauge;
+        m.temporality = Temporality::Unspecified;
+        m.is_monotonic = false;
+        m
+    }
+}
+
 /// The metrics of one body, in order of first appearance, found by name.
 #[derive(Default)]
 struct Metrics {
     list: Vec<Metric>,
+    /// Memory of an earlier batch to build the body's metrics and points in.
+    spare: Spare,
     /// Name -> index in `list`.
     index: HashMap<String, usize>,
     /// Per field position: the metric the previous line's field at that position
@@ -193,8 +374,7 @@ impl Metrics {
                     None => {
                         let i = self.list.len();
                         self.index.insert(self.name.clone(), i);
-                        let mut m = Metric::gauge(&self.name, "", 0, 0.0, Vec::new());
-                        m.points = Default::default();
+                        let m = self.spare.gauge(&self.name);
                         self.list.push(m);
                         i
                     }

@@ -60,6 +60,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where received batches go: the host's `emit` in the plugin, a recorder in tests.
 pub type EmitFn = Arc<dyn Fn(Batch) -> EmitStatus + Send + Sync>;
 
+/// Where exported batches come back from, to be parsed into
+/// (`Context::reclaimed_batch` in the plugin).
+pub type ReclaimFn = Arc<dyn Fn() -> Option<Batch> + Send + Sync>;
+
 /// Limits of one receiver (from `receiver.*` in the config).
 pub use tfo_plugin_common::http_server::ReceiverLimits as Limits;
 
@@ -92,8 +96,17 @@ struct Shared {
     max_body: u64,
     queue_wait: Duration,
     emit: EmitFn,
+    reclaimed: Option<ReclaimFn>,
+    /// Memory of reclaimed batches not used by the body that took them apart
+    /// (the host hands back batches merged from several requests).
+    spare: std::sync::Mutex<lineproto::Spare>,
     stats: Arc<Stats>,
 }
+
+/// Points' memory kept between requests at most (attribute vectors with their
+/// strings, ~300 bytes each with three tags): more than a few requests of the
+/// usual size in flight, a few MiB kept after a burst.
+const MAX_SPARE_POINTS: usize = 16_384;
 
 /// A running receiver.
 #[derive(Debug)]
@@ -106,12 +119,25 @@ impl Receiver {
     /// Binds `addr` (`SO_REUSEADDR` + `SO_REUSEPORT`) and serves on the current tokio
     /// runtime; must be called from within it.
     pub fn start(addr: SocketAddr, limits: Limits, emit: EmitFn) -> Result<Receiver, String> {
+        Self::start_reclaiming(addr, limits, emit, None)
+    }
+
+    /// [`Receiver::start`] parsing each body into a batch from `reclaimed` when
+    /// it has one (memory reused instead of allocated, `parse_body_reusing`).
+    pub fn start_reclaiming(
+        addr: SocketAddr,
+        limits: Limits,
+        emit: EmitFn,
+        reclaimed: Option<ReclaimFn>,
+    ) -> Result<Receiver, String> {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             rate: RateLimit::new(limits.max_requests_per_second),
             max_body: limits.max_body,
             queue_wait: limits.queue_wait,
             emit,
+            reclaimed,
+            spare: Default::default(),
             stats: stats.clone(),
         });
         let server = HttpServer::start(
@@ -407,7 +433,7 @@ async fn deliver(
 ) -> Reply {
     let received_ns = now_ns();
     let parsed = loop {
-        let mut parsed = lineproto::parse_body(body, precision, received_ns, extra);
+        let mut parsed = parse(shared, body, precision, received_ns, extra);
         let points = parsed.batch.item_count();
         if points == 0 {
             break parsed;
@@ -461,6 +487,33 @@ async fn deliver(
     }
     shared.stats.requests_ok.fetch_add(1, Ordering::Relaxed);
     reply(StatusCode::NO_CONTENT, None)
+}
+
+/// Parses `body` into the memory of batches handed back by the host when there
+/// are any (the shared spare first), keeping what is left for the next request.
+fn parse(
+    shared: &Shared,
+    body: &[u8],
+    precision: Precision,
+    received_ns: u64,
+    extra: &[(String, String)],
+) -> lineproto::Parsed {
+    let Some(reclaimed) = &shared.reclaimed else {
+        return lineproto::parse_body(body, precision, received_ns, extra);
+    };
+    let lock = || shared.spare.lock().unwrap_or_else(|e| e.into_inner());
+    let mut spare = std::mem::take(&mut *lock());
+    let parsed =
+        lineproto::parse_body_with(body, precision, received_ns, extra, &mut spare, &mut || {
+            reclaimed()
+        });
+    let mut kept = lock();
+    // Requests parsed at the same time each took what the others had left.
+    kept.merge(std::mem::take(&mut spare));
+    let excess = kept.split_excess(MAX_SPARE_POINTS);
+    drop(kept);
+    drop(excess);
+    parsed
 }
 
 /// Reads and drops the body of a refused request so the connection stays usable.

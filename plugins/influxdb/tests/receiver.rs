@@ -185,6 +185,65 @@ fn curl_v1_reference_examples_round_trip() {
     shutdown(inst);
 }
 
+/// ABI 1.2: a request is parsed into the batches the host hands back after
+/// their export (`HostServices::reclaimed`); what is emitted is the new
+/// request's data, nothing of the old.
+#[test]
+fn requests_are_parsed_into_batches_the_host_hands_back() {
+    if !have("curl") {
+        return;
+    }
+    let host = TestHost::default();
+    let (inst, addr) = start(&host, "");
+    let url = format!("http://{addr}/write?db=mydb&precision=s");
+    let old =
+        "cpu,host=an-old-and-rather-long-host-name,dc=x usage=1.5,other=2 1700000000\n".repeat(3);
+    let (status, _, text) = curl(&["-XPOST", &url, "--data-binary", &old]);
+    assert_eq!(status, 204, "{text}");
+    let first = only_batch(&host);
+    assert_eq!(first.item_count(), 6);
+    host.give_back(first.clone());
+    host.give_back(first);
+    let asked = host.reclaim_asks();
+    let new = "mem,host=b used=7i 1700000001\nmem,host=c used=8i 1700000002\n";
+    let (status, _, text) = curl(&["-XPOST", &url, "--data-binary", new]);
+    assert_eq!(status, 204, "{text}");
+    assert!(host.reclaim_asks() > asked, "the receiver did not ask");
+    let b = only_batch(&host);
+    assert_eq!(b.metrics.len(), 1, "{b:?}");
+    let m = &b.metrics[0];
+    assert_eq!(
+        (
+            m.name.as_str(),
+            m.kind,
+            m.unit.as_str(),
+            m.description.as_str()
+        ),
+        ("mem_used", MetricKind::Gauge, "", "")
+    );
+    let points: Vec<_> = m
+        .points
+        .iter()
+        .map(|p| (attrs(p), p.time_unix_nano, p.value.clone()))
+        .collect();
+    assert_eq!(
+        points,
+        [
+            (
+                vec![("host".into(), s("b")), ("db".into(), s("mydb"))],
+                1_700_000_001_000_000_000,
+                PointValue::Int(7)
+            ),
+            (
+                vec![("host".into(), s("c")), ("db".into(), s("mydb"))],
+                1_700_000_002_000_000_000,
+                PointValue::Int(8)
+            ),
+        ]
+    );
+    shutdown(inst);
+}
+
 #[test]
 fn partial_writes_answer_400_with_influx_json_and_keep_good_lines() {
     if !have("curl") {

@@ -205,9 +205,12 @@ fn mapping_matches_the_naive_one() {
     let extra = [("db".to_string(), "q".to_string())];
     for body in fixed {
         for ex in [&extra[..], &[]] {
+            let expected = naive(body, Precision::S, 7, ex);
+            assert_eq!(parse_body(body, Precision::S, 7, ex), expected);
+            let earlier = parse_body(fixed[0], Precision::S, 7, &extra).batch;
             assert_eq!(
-                parse_body(body, Precision::S, 7, ex),
-                naive(body, Precision::S, 7, ex)
+                parse_body_reusing(body, Precision::S, 7, ex, Some(earlier)),
+                expected
             );
         }
     }
@@ -219,6 +222,7 @@ fn mapping_matches_the_naive_one() {
         x ^= x << 17;
         x % k
     };
+    let mut earlier: Option<Batch> = None;
     for _ in 0..300 {
         let mut body = String::new();
         for _ in 0..next(30) {
@@ -252,10 +256,50 @@ fn mapping_matches_the_naive_one() {
             body.push('\n');
         }
         let ex = if next(2) == 0 { &extra[..] } else { &[] };
+        let expected = naive(body.as_bytes(), Precision::Ms, 7, ex);
         assert_eq!(
             parse_body(body.as_bytes(), Precision::Ms, 7, ex),
-            naive(body.as_bytes(), Precision::Ms, 7, ex),
+            expected,
             "{body}"
         );
+        // Into the memory of the previous body's batch (another shape), or of
+        // a batch unlike any the receiver builds.
+        let into = if next(4) == 0 {
+            Some(unlike_a_receivers_batch(next(6) as usize))
+        } else {
+            earlier.take()
+        };
+        let reused = parse_body_reusing(body.as_bytes(), Precision::Ms, 7, ex, into);
+        assert_eq!(reused, expected, "{body}");
+        earlier = Some(reused.batch);
     }
+}
+
+/// A batch of other kinds, units, descriptions, value types and attribute
+/// counts than the receiver's, for `parse_body_reusing` to reuse.
+fn unlike_a_receivers_batch(points: usize) -> Batch {
+    let attrs = |i: usize| -> Vec<KeyValue> {
+        (0..i % 5)
+            .map(|k| match k % 3 {
+                0 => KeyValue::new(format!("key{k}"), "a much longer value than a tag"),
+                1 => KeyValue::new("n", i as i64),
+                _ => KeyValue::new("b", true),
+            })
+            .collect()
+    };
+    let mut b = Batch::default();
+    b.resource
+        .attributes
+        .push(KeyValue::new("service.name", "x"));
+    for m in 0..3 {
+        let mut metric = Metric::counter(&format!("old_{m}"), "By", 1, 2, 3.0, attrs(m));
+        metric.description = "was a counter".into();
+        for p in 0..points {
+            let mut point = metric.points[0].clone();
+            point.attributes = attrs(p + m).into();
+            metric.points.push(point);
+        }
+        b.metrics.push(metric);
+    }
+    b
 }
