@@ -6,6 +6,9 @@
 //!
 //! - `parse_body`: body -> `Batch` of `Metric`s (what the receiver emits), the
 //!   batch dropped;
+//! - `parse_body_reusing`: the same into the previous iteration's batch, as the
+//!   receiver does with the batches the host hands back after their export
+//!   (ABI 1.2): no allocation and no free per string;
 //! - `parse_lines_only`: the shared parser alone (`parse_line_into` over every
 //!   line, nothing built), the floor of the mapping.
 //!
@@ -13,7 +16,7 @@
 //! counts use `examples/ingest_profile.rs` under callgrind.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tfo_influxdb::lineproto::{parse_body, parse_line_into, Line, Precision};
+use tfo_influxdb::lineproto::{parse_body, parse_body_reusing, parse_line_into, Line, Precision};
 
 #[path = "support/body.rs"]
 mod body;
@@ -24,6 +27,19 @@ fn ingest(c: &mut Criterion) {
     g.throughput(Throughput::Elements(body::SAMPLES));
     g.bench_function("parse_body", |b| {
         b.iter(|| parse_body(std::hint::black_box(&data), Precision::Ns, 1, &[]))
+    });
+    let mut earlier = Some(parse_body(&data, Precision::Ns, 1, &[]).batch);
+    g.bench_function("parse_body_reusing", |b| {
+        b.iter(|| {
+            let parsed = parse_body_reusing(
+                std::hint::black_box(&data),
+                Precision::Ns,
+                1,
+                &[],
+                earlier.take(),
+            );
+            earlier = Some(parsed.batch);
+        })
     });
     g.bench_function("parse_lines_only", |b| {
         b.iter(|| {
