@@ -193,7 +193,7 @@ impl Reclaim {
 
 /// The identity of a library as [`Reclaim::take`] compares it: the address of its
 /// record, which cannot be reused while a kept batch holds the record.
-pub fn library_id(library: &KeepAlive) -> usize {
+pub fn library_id<T: ?Sized>(library: &Arc<T>) -> usize {
     Arc::as_ptr(library) as *const () as usize
 }
 

@@ -1304,9 +1304,7 @@ async fn spawn_instance(
     emit: Option<Emitter>,
     panics: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<InstanceWorker, super::instance::CreateFailure> {
-    let keep: crate::pipeline::KeepAlive = lib.clone();
-    let library = crate::pipeline::held::library_id(&keep);
-    drop(keep);
+    let library = crate::pipeline::held::library_id(lib);
     let (emit, reclaim) = match emit {
         Some(e) => {
             let pool = Arc::new(Reclaim::counting(e.handed_back));

@@ -103,30 +103,8 @@ pub fn parse_body_with(
         spare: std::mem::take(spare),
         ..Default::default()
     };
-    metrics.spare.dry = false;
-    let parsed = parse_lines(
-        body,
-        precision,
-        now_ns,
-        extra,
-        &mut metrics,
-        refill,
-        &mut out,
-    );
-    *spare = std::mem::take(&mut metrics.spare);
-    out.batch.metrics = parsed.into();
-    out
-}
-
-fn parse_lines(
-    body: &[u8],
-    precision: Precision,
-    now_ns: u64,
-    extra: &[(String, String)],
-    metrics: &mut Metrics,
-    refill: &mut dyn FnMut() -> Option<Batch>,
-    out: &mut Parsed,
-) -> Vec<Metric> {
+    // `refill` had nothing during this body: not asked again.
+    let mut dry = false;
     let mut line = Line::default();
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
@@ -179,8 +157,11 @@ fn parse_lines(
         };
         // Built once and cloned for the line's other fields, unless there is
         // spare memory to write each point's copy into.
-        if metrics.spare.attributes.is_empty() {
-            metrics.spare.refill_from(refill);
+        if metrics.spare.attributes.is_empty() && !dry {
+            match refill() {
+                Some(b) => metrics.spare.take_apart(b),
+                None => dry = true,
+            }
         }
         let mut attrs = if metrics.spare.attributes.is_empty() {
             let mut attrs: Vec<KeyValue> = Vec::with_capacity(tags.len() + extra.len());
@@ -224,7 +205,9 @@ fn parse_lines(
             );
         }
     }
-    std::mem::take(&mut metrics.list)
+    *spare = std::mem::take(&mut metrics.spare);
+    out.batch.metrics = metrics.list.into();
+    out
 }
 
 impl Parsed {
@@ -271,8 +254,6 @@ fn overwrite_attributes<'a>(
 pub struct Spare {
     metrics: Vec<Metric>,
     attributes: Vec<RVec<KeyValue>>,
-    /// The refill had nothing during this body: not asked again until the next.
-    dry: bool,
 }
 
 impl Spare {
@@ -295,17 +276,6 @@ impl Spare {
                 .attributes
                 .split_off(attribute_vectors.min(self.attributes.len())),
             metrics: self.metrics.split_off(64.min(self.metrics.len())),
-            dry: false,
-        }
-    }
-
-    fn refill_from(&mut self, refill: &mut dyn FnMut() -> Option<Batch>) {
-        if self.dry {
-            return;
-        }
-        match refill() {
-            Some(b) => self.take_apart(b),
-            None => self.dry = true,
         }
     }
 
