@@ -77,13 +77,18 @@ impl Run {
 
     /// Whether /health shows the ticker as Disabled.
     fn ticker_disabled(&self) -> bool {
+        self.disabled("ticker")
+    }
+
+    /// Whether /health shows `instance` as Disabled.
+    fn disabled(&self, instance: &str) -> bool {
         let Some((_, body)) = http_get(self.port, "/health", None) else {
             return false;
         };
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["integrations"].as_array().is_some_and(|a| {
             a.iter()
-                .any(|i| i["instance"] == "ticker" && i["state"] == "Disabled")
+                .any(|i| i["instance"] == instance && i["state"] == "Disabled")
         })
     }
 
@@ -117,6 +122,18 @@ fn received(dir: &Path) -> BTreeMap<u64, u64> {
     m
 }
 
+/// Waits until the sink's queue is empty, stops the agent, and returns what the
+/// sink dropped, the agent's log and the values the sink received.
+fn drain_and_stop(run: Run, dir: &Path) -> (u64, String, BTreeMap<u64, u64>) {
+    run.wait_for(
+        |r| r.counter("tfo_agent_queue_items", "sink") == 0,
+        "the sink queue drained",
+    );
+    let dropped = run.counter("tfo_agent_items_dropped_total", "sink");
+    let log = run.kill(libc::SIGTERM);
+    (dropped, log, received(dir))
+}
+
 fn setup() -> (tempfile::TempDir, u16) {
     let tmp = tempfile::tempdir().unwrap();
     let plugins = tmp.path().join("plugins");
@@ -146,13 +163,7 @@ fn outage(buffer: &str) -> (u64, u64, u64, u64) {
     run.wait_for(|r| r.ticker_disabled(), "the ticker disabled");
 
     fs::remove_file(dir.join("down")).unwrap();
-    run.wait_for(
-        |r| r.counter("tfo_agent_queue_items", "sink") == 0,
-        "the sink queue drained",
-    );
-    let dropped = run.counter("tfo_agent_items_dropped_total", "sink");
-    let log = run.kill(libc::SIGTERM);
-    let got = received(dir);
+    let (dropped, log, got) = drain_and_stop(run, dir);
     let distinct = got.len() as u64;
     let dup: u64 = got.values().map(|n| n - 1).sum();
     // The ticker numbers its points 0, 1, 2...; neither buffer drops the newest, so
@@ -295,6 +306,50 @@ fn http_post(port: u16, path: &str, body: &str) -> Option<u16> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A polled source's collected batches go back to it once the sink is done with
+/// them (`HostServices::reclaimed`), like a receiver's emitted ones: the ticker
+/// (`reuse: true`) writes each collection into such a batch. Every value still
+/// arrives exactly once and in order, which fails if a batch came back while a
+/// queue still held it (its points would be overwritten before the export), and
+/// the instance's `tfo_agent_batches_reclaimed_total` counts the reuse, which
+/// stays 0 when the host does not hand collected batches back.
+#[test]
+fn a_polled_source_gets_its_exported_batches_back() {
+    let (tmp, port) = setup();
+    let dir = tmp.path();
+    let extra = "  reuser:\n    enabled: true\n    plugin: ticker-source\n    interval: 10ms\n    per_collect: 3\n    reuse: true\n";
+    let cfg = config_with(dir, port, "memory", false, extra);
+    let run = start(dir, &cfg, port, 1);
+    run.wait_for(
+        |r| r.counter("tfo_agent_batches_reclaimed_total", "reuser") >= 20,
+        "20 collections written into handed-back batches",
+    );
+    let reclaimed = run.counter("tfo_agent_batches_reclaimed_total", "reuser");
+    // Stop the source (SIGHUP reload with it disabled), then let the sink drain.
+    config_with(
+        dir,
+        port,
+        "memory",
+        false,
+        &extra.replace("true\n    plugin", "false\n    plugin"),
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    run.wait_for(|r| r.disabled("reuser"), "the source disabled");
+    let (dropped, log, got) = drain_and_stop(run, dir);
+    let sent = got.keys().next_back().map_or(0, |m| m + 1);
+    let dup: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dup.is_empty(), "values received twice: {dup:?}\n{log}");
+    assert_eq!(dropped, 0);
+    assert_eq!(
+        got.len() as u64,
+        sent,
+        "values missing from 0..{sent}\n{log}"
+    );
+    assert!(sent >= 60, "{log}");
+    eprintln!("polled source reusing its batches: {sent} values, each once; {reclaimed} batches handed back");
 }
 
 /// Push sources get backpressure: with the sink's backend down, the InfluxDB

@@ -327,7 +327,8 @@ pub trait HostServices: Send + Sync + Clone {
     #[sabi(last_prefix_field)]
     fn report_panic(&self, message: RStr<'_>);
 
-    /// Push sources: a batch this instance emitted earlier, handed back once every
+    /// Sources: a batch this instance emitted (or, from a host that does so, returned
+    /// from `collect`) earlier, handed back once every
     /// destination is done with it, so that the next batch is written into its
     /// strings and vectors instead of allocating (and the host freeing) a string
     /// per attribute again. It comes with its old content: overwrite or clear it.

@@ -106,10 +106,11 @@ impl Context {
         self.host.emit(batch)
     }
 
-    /// A batch this instance emitted earlier, handed back by the host once it was
-    /// exported (ABI 1.2, [`HostServices::reclaimed`]): a receiver that writes its
-    /// next batch into the old one's strings and vectors (clear and refill, not
-    /// drop) spares a malloc here and a free in the host per string. `None` when
+    /// A batch this instance emitted or returned from `collect` earlier, handed back
+    /// by the host once it was exported (ABI 1.2, [`HostServices::reclaimed`]): a
+    /// source that writes its next batch into the old one's strings and vectors
+    /// (clear and refill, not drop; `tfo_plugin_common::reuse`) spares a malloc
+    /// here and a free in the host per string. `None` when
     /// there is none now; build a new batch then. Asking is what makes the host keep
     /// them, so a source that never asks costs nothing.
     pub fn reclaimed_batch(&self) -> Option<Batch> {

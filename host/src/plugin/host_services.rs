@@ -25,7 +25,7 @@ pub struct InstanceServices {
     plugin: Arc<str>,
     instance: Arc<str>,
     emit: Option<EmitTarget>,
-    /// Where the instance's exported batches come back to (push sources), and
+    /// Where the instance's exported batches come back to (sources), and
     /// the instance's library (`pipeline::held::library_id`): only its memory is
     /// handed to it.
     reclaim: Option<(Arc<Reclaim>, usize)>,
@@ -43,7 +43,7 @@ impl InstanceServices {
         Self::handle_reclaiming(plugin, instance, emit, None, panics)
     }
 
-    /// [`InstanceServices::handle`] for a push source whose emitted batches come
+    /// [`InstanceServices::handle`] for a source whose emitted (and collected) batches come
     /// back through `reclaim` (`HostServices::reclaimed`) once exported; the
     /// `usize` is the instance's library (`pipeline::held::library_id`).
     pub fn handle_reclaiming(

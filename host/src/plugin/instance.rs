@@ -23,7 +23,7 @@ use std::{
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         mpsc::{self, TryRecvError},
-        Arc, OnceLock,
+        Arc, OnceLock, Weak,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -34,7 +34,7 @@ use tfo_plugin_api::{ErrorKind, HealthState, HostHandle, PluginInstanceBox};
 use tokio::sync::oneshot;
 
 use super::library::LoadedLibrary;
-use crate::pipeline::{HeldBatch, KeepAlive};
+use crate::pipeline::{HeldBatch, KeepAlive, Reclaim};
 
 /// An error from a plugin call, in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +261,9 @@ pub struct InstanceWorker {
     /// The instance and thread names, boxed: the worker is
     /// moved inside pipeline messages, so it is kept small.
     names: Box<(String, String)>,
+    /// The pool the instance's collected batches go back to once exported
+    /// (`HostServices::reclaimed`; owned by the instance's host handle).
+    return_to: Option<Weak<Reclaim>>,
 }
 
 /// What retiring an instance thread achieved.
@@ -342,6 +345,7 @@ impl InstanceWorker {
             exited: Some(exit_rx),
             library,
             names: Box::new((instance_name.to_string(), tname)),
+            return_to: None,
         };
         match created_rx.await {
             Ok(Ok(())) => Ok(worker),
@@ -470,11 +474,25 @@ impl InstanceWorker {
     /// loaded until the batch is dropped (`pipeline::held`).
     pub async fn collect(&self, timeout: Duration) -> Result<HeldBatch, CallError> {
         let keep: KeepAlive = self.library.clone();
-        self.call_as(CallKind::Collect, timeout, move |i| match i.collect() {
-            RResult::ROk(b) => Ok(HeldBatch::from_plugin(b, keep)),
-            RResult::RErr(e) => Err(from_plugin(&e)),
+        let held = self
+            .call_as(CallKind::Collect, timeout, move |i| match i.collect() {
+                RResult::ROk(b) => Ok(HeldBatch::from_plugin(b, keep)),
+                RResult::RErr(e) => Err(from_plugin(&e)),
+            })
+            .await??;
+        Ok(match &self.return_to {
+            Some(pool) => held.returning_to(pool.clone()),
+            None => held,
         })
-        .await?
+    }
+
+    /// Hands the batches `collect` returns back to `pool` once every
+    /// destination is done with them, as emitted batches are (the instance
+    /// takes them with `HostServices::reclaimed` and writes its next
+    /// collection into their memory; kept only once it has asked).
+    pub fn returning_collected_to(mut self, pool: Weak<Reclaim>) -> Self {
+        self.return_to = Some(pool);
+        self
     }
 
     /// `health`.

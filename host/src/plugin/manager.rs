@@ -1313,6 +1313,8 @@ async fn spawn_instance(
         }
         None => (None, None),
     };
+    // Collected batches go back to the same pool as emitted ones.
+    let collected_to = reclaim.as_ref().map(|(pool, _)| Arc::downgrade(pool));
     let host = InstanceServices::handle_reclaiming(
         &lib.descriptor.name,
         &spec.name,
@@ -1321,7 +1323,11 @@ async fn spawn_instance(
         panics,
     );
     let config = serde_json::to_string(&spec.config).unwrap_or_default();
-    InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await
+    let worker = InstanceWorker::spawn(lib.clone(), &spec.name, config, host).await?;
+    Ok(match collected_to {
+        Some(pool) => worker.returning_collected_to(pool),
+        None => worker,
+    })
 }
 
 /// A source's way into the pipeline: where its batches go, and where the pool

@@ -22,6 +22,9 @@
 //!   formats write as hex.
 //! - [`lineproto`]: the InfluxDB line protocol parser (in place, borrowing from
 //!   the input), shared by the influxdb receiver and the mqtt source.
+//! - [`reuse`]: writing a source's next batch into the memory of an exported one
+//!   the host handed back (`Context::reclaimed_batch`), shared by the influxdb
+//!   receiver and the snmp source.
 //! - [`config`]: serde helpers shared by plugin configs (durations written like the
 //!   agent's own config: `500ms`, `10s`, `5m`, `1h`, or a number of seconds).
 //! - `otlp` (cargo feature `otlp`): the agent's data model -> OTLP export requests
@@ -66,6 +69,7 @@ pub mod otlp_json;
 #[cfg(feature = "otlp")]
 pub mod otlp_resource;
 pub mod retry;
+pub mod reuse;
 pub mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -30,12 +30,10 @@
 
 use std::collections::HashMap;
 
-use tfo_plugin_api::__private::abi_stable::std_types::{RString, RVec};
-use tfo_plugin_api::{
-    AnyValue, Batch, DataPoint, KeyValue, Metric, MetricKind, PointValue, Temporality,
-};
+use tfo_plugin_api::{Batch, DataPoint, KeyValue, Metric, PointValue};
 // Re-exported so the receiver, the fuzz target and the benches name one module.
 pub use tfo_plugin_common::lineproto::{parse_line, parse_line_into, FieldValue, Line, Precision};
+pub use tfo_plugin_common::reuse::Spare;
 
 /// What a request body became.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -157,13 +155,13 @@ pub fn parse_body_with(
         };
         // Built once and cloned for the line's other fields, unless there is
         // spare memory to write each point's copy into.
-        if metrics.spare.attributes.is_empty() && !dry {
+        if metrics.spare.attribute_vectors() == 0 && !dry {
             match refill() {
                 Some(b) => metrics.spare.take_apart(b),
                 None => dry = true,
             }
         }
-        let mut attrs = if metrics.spare.attributes.is_empty() {
+        let mut attrs = if metrics.spare.attribute_vectors() == 0 {
             let mut attrs: Vec<KeyValue> = Vec::with_capacity(tags.len() + extra.len());
             attrs.extend(pairs().map(|(k, v)| KeyValue::new(k, v)));
             Some(attrs)
@@ -183,11 +181,8 @@ pub fn parse_body_with(
             };
             // The line's attributes are moved into its last point, cloned for the
             // others; or each written into an earlier point's attribute vector.
-            let attributes = match metrics.spare.attributes.pop() {
-                Some(mut spare) => {
-                    overwrite_attributes(&mut spare, pairs());
-                    spare
-                }
+            let attributes = match metrics.spare.attributes_from(pairs()) {
+                Some(spare) => spare,
                 None if attrs.is_none() => pairs().map(|(k, v)| KeyValue::new(k, v)).collect(),
                 None if i == last_numeric => attrs.take().unwrap_or_default().into(),
                 None => attrs.clone().unwrap_or_default().into(),
@@ -218,92 +213,6 @@ impl Parsed {
         if self.errors.len() < MAX_ERRORS_KEPT {
             self.errors.push((line_number, why));
         }
-    }
-}
-
-/// Writes `pairs` as string attributes into `attrs`, reusing its key and value
-/// strings (and their capacity) in place; what is left over is dropped.
-fn overwrite_attributes<'a>(
-    attrs: &mut RVec<KeyValue>,
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-) {
-    fn set(s: &mut RString, to: &str) {
-        s.clear();
-        s.push_str(to);
-    }
-    let mut n = 0;
-    for (k, v) in pairs {
-        match attrs.get_mut(n) {
-            Some(kv) => {
-                set(&mut kv.key, k);
-                match &mut kv.value {
-                    AnyValue::Str(s) => set(s, v),
-                    other => *other = AnyValue::Str(v.into()),
-                }
-            }
-            None => attrs.push(KeyValue::new(k, v)),
-        }
-        n += 1;
-    }
-    attrs.truncate(n);
-}
-
-/// Earlier batches taken apart for their memory: metrics without points, and
-/// the attribute vectors of their points, with their strings.
-#[derive(Default)]
-pub struct Spare {
-    metrics: Vec<Metric>,
-    attributes: Vec<RVec<KeyValue>>,
-}
-
-impl Spare {
-    /// Attribute vectors kept (one per point they can hold).
-    pub fn attribute_vectors(&self) -> usize {
-        self.attributes.len()
-    }
-
-    /// Adds `other`'s memory.
-    pub fn merge(&mut self, other: Spare) {
-        self.metrics.extend(other.metrics);
-        self.attributes.extend(other.attributes);
-    }
-
-    /// Takes out what is beyond `attribute_vectors` points' memory (and beyond
-    /// 64 metrics), to be freed by the caller (outside a lock).
-    pub fn split_excess(&mut self, attribute_vectors: usize) -> Spare {
-        Spare {
-            attributes: self
-                .attributes
-                .split_off(attribute_vectors.min(self.attributes.len())),
-            metrics: self.metrics.split_off(64.min(self.metrics.len())),
-        }
-    }
-
-    /// Adds `batch`'s memory.
-    pub fn take_apart(&mut self, mut batch: Batch) {
-        while let Some(mut m) = batch.metrics.pop() {
-            while let Some(p) = m.points.pop() {
-                self.attributes.push(p.attributes);
-            }
-            self.metrics.push(m);
-        }
-    }
-
-    /// An empty gauge named `name`, in an earlier metric's memory if there is one.
-    fn gauge(&mut self, name: &str) -> Metric {
-        let Some(mut m) = self.metrics.pop() else {
-            let mut m = Metric::gauge(name, "", 0, 0.0, Vec::new());
-            m.points = Default::default();
-            return m;
-        };
-        m.name.clear();
-        m.name.push_str(name);
-        m.description.clear();
-        m.unit.clear();
-        m.kind = MetricKind::Gauge;
-        m.temporality = Temporality::Unspecified;
-        m.is_monotonic = false;
-        m
     }
 }
 
@@ -344,7 +253,7 @@ impl Metrics {
                     None => {
                         let i = self.list.len();
                         self.index.insert(self.name.clone(), i);
-                        let m = self.spare.gauge(&self.name);
+                        let m = self.spare.metric(&self.name, "", "");
                         self.list.push(m);
                         i
                     }

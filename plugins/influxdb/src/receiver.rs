@@ -510,7 +510,7 @@ fn parse(
     let mut kept = lock();
     // Requests parsed at the same time each took what the others had left.
     kept.merge(std::mem::take(&mut spare));
-    let excess = kept.split_excess(MAX_SPARE_POINTS);
+    let excess = kept.split_excess(MAX_SPARE_POINTS, 64);
     drop(kept);
     drop(excess);
     parsed

@@ -18,9 +18,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use tfo_plugin_api::__private::abi_stable::std_types::RVec;
 use tfo_plugin_api::{
     AnyValue, Batch, DataPoint, KeyValue, Metric, MetricKind, PointValue, Temporality,
 };
+use tfo_plugin_common::reuse::Spare;
 
 use crate::{
     client::{Session, SnmpError},
@@ -310,6 +312,9 @@ impl From<BTreeMap<Oid, Value>> for Vars {
 pub struct MetricSet {
     metrics: Vec<Metric>,
     by_name: HashMap<String, usize>,
+    /// Memory of an earlier collection's batch (handed back by the host) that
+    /// new metrics and points are written into before anything is allocated.
+    spare: Spare,
 }
 
 impl MetricSet {
@@ -335,10 +340,7 @@ impl MetricSet {
         if let Some(i) = self.by_name.get(name) {
             return *i;
         }
-        let mut m = Metric::gauge(name, unit, 0, 0.0, vec![]);
-        // Emptied, not replaced: its buffer takes the first points.
-        m.points.clear();
-        m.description = description.into();
+        let mut m = self.spare.metric(name, description, unit);
         if counter {
             m.kind = MetricKind::Sum;
             m.temporality = Temporality::Cumulative;
@@ -415,9 +417,34 @@ impl MetricSet {
         }
     }
 
+    /// A set that writes its metrics and points into `spare` first.
+    pub fn reusing(spare: Spare) -> Self {
+        MetricSet {
+            spare,
+            ..Default::default()
+        }
+    }
+
+    /// A point's attribute vector: `head` then `tail`, in spare memory when
+    /// there is some left (`tail` is moved in otherwise).
+    pub fn attributes(&mut self, head: &[KeyValue], tail: Vec<KeyValue>) -> RVec<KeyValue> {
+        if let Some(a) = self.spare.copy_of(head, &tail) {
+            return a;
+        }
+        let mut v = Vec::with_capacity(head.len() + tail.len());
+        v.extend_from_slice(head);
+        v.extend(tail);
+        v.into()
+    }
+
     /// The metrics, in first-seen order.
     pub fn into_metrics(self) -> Vec<Metric> {
         self.metrics
+    }
+
+    /// The metrics, in first-seen order, and the spare memory not used.
+    pub fn into_parts(self) -> (Vec<Metric>, Spare) {
+        (self.metrics, self.spare)
     }
 
     /// Looks a metric up (tests).
@@ -443,12 +470,15 @@ struct PointCtx<'a> {
     now: u64,
 }
 
-fn point(ctx: &PointCtx<'_>, extra: Vec<KeyValue>, start: u64, value: PointValue) -> DataPoint {
-    let mut attributes = Vec::with_capacity(ctx.base.len() + extra.len());
-    attributes.extend_from_slice(ctx.base);
-    attributes.extend(extra);
+fn point(
+    out: &mut MetricSet,
+    ctx: &PointCtx<'_>,
+    extra: Vec<KeyValue>,
+    start: u64,
+    value: PointValue,
+) -> DataPoint {
     DataPoint {
-        attributes: attributes.into(),
+        attributes: out.attributes(ctx.base, extra),
         start_time_unix_nano: start,
         time_unix_nano: ctx.now,
         value,
@@ -499,24 +529,30 @@ fn add_object(
         }
     };
     let counter = o.kind == ObjKind::Counter;
-    let attributes = match attrs {
-        Cow::Borrowed(a) => {
-            let mut v = Vec::with_capacity(a.len() + usize::from(info.is_some()));
-            v.extend_from_slice(a);
-            v.extend(info);
-            v
-        }
-        Cow::Owned(mut v) => {
-            v.extend(info);
-            v
-        }
+    // Written into spare memory while there is some; otherwise a row's last
+    // point takes the row's vector over, the others get a copy.
+    let tail = info.as_slice();
+    let attributes = match out.spare.copy_of(&attrs, tail) {
+        Some(v) => v,
+        None => match attrs {
+            Cow::Owned(mut v) => {
+                v.extend(info);
+                v.into()
+            }
+            Cow::Borrowed(a) => {
+                let mut v = Vec::with_capacity(a.len() + usize::from(info.is_some()));
+                v.extend_from_slice(a);
+                v.extend(info);
+                v.into()
+            }
+        },
     };
     let i = *slot.get_or_insert_with(|| out.slot(o.name, o.description, o.unit, counter));
     out.push(
         i,
         counter,
         DataPoint {
-            attributes: attributes.into(),
+            attributes,
             start_time_unix_nano: start,
             time_unix_nano: now,
             value: pv,
@@ -678,13 +714,8 @@ pub fn build_metrics(
                 }
                 if let Some(text) = render(v, Render::Text) {
                     labels.push(KeyValue::new(c.name.as_str(), text));
-                    out.add(
-                        &c.name,
-                        &c.description,
-                        &c.unit,
-                        false,
-                        point(&ctx, labels, 0, PointValue::Int(1)),
-                    );
+                    let p = point(out, &ctx, labels, 0, PointValue::Int(1));
+                    out.add(&c.name, &c.description, &c.unit, false, p);
                 }
                 return;
             }
@@ -700,13 +731,8 @@ pub fn build_metrics(
             } else {
                 0
             };
-            out.add(
-                &c.name,
-                &c.description,
-                &c.unit,
-                counter,
-                point(&ctx, labels, start, pv),
-            );
+            let p = point(out, &ctx, labels, start, pv);
+            out.add(&c.name, &c.description, &c.unit, counter, p);
         };
         if let Some(v) = vars.get(c.oid.arcs()) {
             // A scalar instance answered the GET.
@@ -864,23 +890,29 @@ pub fn add_status_metrics(
 ) {
     let base = target_attributes(target);
     let ctx = PointCtx { base: &base, now };
+    let p = point(out, &ctx, vec![], 0, PointValue::Int(i64::from(up)));
     out.add(
         mibs::UP_METRIC,
         "1 when the target answered the last collection, 0 when it did not (see the plugin's health for why).",
         "1",
         false,
-        point(&ctx, vec![], 0, PointValue::Int(i64::from(up))),
+        p,
     );
     if let Some(d) = duration {
+        let p = point(out, &ctx, vec![], 0, PointValue::Double(d.as_secs_f64()));
         out.add(
             mibs::DURATION_METRIC,
             "Time the last collection of the target took.",
             "s",
             false,
-            point(&ctx, vec![], 0, PointValue::Double(d.as_secs_f64())),
+            p,
         );
     }
 }
+
+/// How many collections' worth of memory handed back is kept at most for the
+/// next collections (as many as the host keeps batches for an instance).
+const SPARE_COLLECTIONS: usize = 4;
 
 /// All targets of an instance.
 pub struct Collector {
@@ -889,6 +921,13 @@ pub struct Collector {
     pollers: Vec<Arc<tokio::sync::Mutex<TargetPoller>>>,
     statuses: Vec<Option<TargetStatus>>,
     collect_timeout: Duration,
+    /// Memory of earlier collections' batches, handed back by the host after
+    /// their export ([`Collector::refill`]), which the next collection is
+    /// written into.
+    spare: Spare,
+    /// Points and metrics the last collection produced: how much spare memory
+    /// the next one can use.
+    last_shape: (usize, usize),
 }
 
 impl Collector {
@@ -904,6 +943,26 @@ impl Collector {
                 .collect(),
             statuses: vec![None; settings.targets.len()],
             collect_timeout: settings.collect_timeout,
+            spare: Spare::default(),
+            last_shape: (0, 0),
+        }
+    }
+
+    /// Takes batches from `earlier` (the host's `Context::reclaimed_batch`:
+    /// this instance's exported batches) until the spare memory holds as many
+    /// points as the last collection produced, or `earlier` has none. The next
+    /// [`Collector::collect`] then writes its strings and vectors into them
+    /// instead of allocating (and the host freeing) a few strings per value.
+    pub fn refill(&mut self, mut earlier: impl FnMut() -> Option<Batch>) {
+        // A few at most: the host keeps no more for an instance.
+        for _ in 0..SPARE_COLLECTIONS {
+            if self.spare.attribute_vectors() >= self.last_shape.0.max(1) {
+                break;
+            }
+            match earlier() {
+                Some(b) => self.spare.take_apart(b),
+                None => break,
+            }
         }
     }
 
@@ -966,7 +1025,7 @@ impl Collector {
         // Every target's metrics go into one set, in target order: one metric
         // (name, description, unit, points vector) per name and collection
         // instead of one per target merged afterwards.
-        let mut all = MetricSet::default();
+        let mut all = MetricSet::reusing(std::mem::take(&mut self.spare));
         let mut mark = Vec::new();
         for (i, r) in results.into_iter().enumerate() {
             match r {
@@ -1026,7 +1085,19 @@ impl Collector {
                 }
             }
         }
-        all.into_metrics()
+        let (metrics, mut spare) = all.into_parts();
+        let points = metrics.iter().map(|m| m.points.len()).sum();
+        self.last_shape = (points, metrics.len());
+        // What this collection did not use is kept for the next ones: the
+        // pipeline merges collections that wait for the same flush, so a batch
+        // handed back often holds two or more. Bounded (a larger, earlier
+        // shape is not kept whole for ever).
+        drop(spare.split_excess(
+            points * SPARE_COLLECTIONS,
+            metrics.len() * SPARE_COLLECTIONS,
+        ));
+        self.spare = spare;
+        metrics
     }
 
     fn set_status(&mut self, i: usize, up: bool, reason: Option<String>) {
@@ -1428,6 +1499,77 @@ mod tests {
         assert_eq!(v.subtree(oid("1.3.6.1.2.1.2.2.1").arcs()).len(), 4);
         assert!(v.subtree(oid("1.3.6.1.4").arcs()).is_empty());
         assert!(Vars::from_unsorted(vec![]).is_empty());
+    }
+
+    /// A collection written into the previous collection's batch (handed back
+    /// by the host) is the same as one built afresh, and takes its memory:
+    /// every point's attribute vector and every metric's points vector is one
+    /// of the old batch's.
+    #[test]
+    fn a_collection_written_into_an_earlier_batch_is_the_same_and_reuses_it() {
+        let st = settings(
+            r#"{"targets": [{"address": "10.1.1.1:161", "labels": {"site": "lab"}}],
+                "oids": [{"oid": "1.3.6.1.4.1.2021.10.1.5", "name": "laLoadInt", "index_labels": ["n"]}]}"#,
+        );
+        let plan = Plan::new(&st);
+        let mut vars = sample_vars(1000, 5, 500);
+        vars.insert(oid("1.3.6.1.2.1.2.2.1.21.3"), Value::Gauge32(5));
+        vars.insert(oid("1.3.6.1.4.1.2021.10.1.5.1"), Value::Integer(7));
+        vars.insert(
+            oid("1.3.6.1.4.1.2021.10.1.5.2"),
+            Value::OctetString(b"x".to_vec()),
+        );
+        let vars: Vars = vars.into();
+        let build = |out: &mut MetricSet| {
+            build_metrics(
+                &plan,
+                &st.targets[0],
+                &vars,
+                &mut CounterState::default(),
+                7_000,
+                out,
+            );
+            add_status_metrics(
+                out,
+                &st.targets[0],
+                true,
+                Some(Duration::from_millis(3)),
+                7_000,
+            );
+        };
+        let mut fresh = MetricSet::default();
+        build(&mut fresh);
+        let fresh = fresh.into_metrics();
+        let mut first = MetricSet::default();
+        build(&mut first);
+        let first = Collector::batch(first.into_metrics());
+        let mut old_vectors: Vec<*const KeyValue> = Vec::new();
+        let mut old_points: Vec<*const DataPoint> = Vec::new();
+        for m in first.metrics.iter() {
+            old_points.push(m.points.as_ptr());
+            old_vectors.extend(m.points.iter().map(|p| p.attributes.as_ptr()));
+        }
+        let mut spare = Spare::default();
+        spare.take_apart(first);
+        let mut again = MetricSet::reusing(spare);
+        build(&mut again);
+        let (again, left) = again.into_parts();
+        assert_eq!(again, fresh);
+        assert_eq!(left.attribute_vectors(), 0, "the same shape uses all of it");
+        for m in &again {
+            assert!(
+                old_points.contains(&m.points.as_ptr()),
+                "{}: new points vector",
+                m.name
+            );
+            for p in m.points.iter() {
+                assert!(
+                    old_vectors.contains(&p.attributes.as_ptr()),
+                    "{}: new attribute vector",
+                    m.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct SnmpSource {
 
 impl Plugin for SnmpSource {
     fn collect(&mut self, ctx: &Context) -> Result<Batch, PluginError> {
+        // The previous collections' batches, once exported, to write this one
+        // into (none the first time, nor from a host that hands back only the
+        // batches push sources emit).
+        self.collector.refill(|| ctx.reclaimed_batch());
         let metrics = ctx.block_on(self.collector.collect());
         Ok(Collector::batch(metrics))
     }

@@ -17,7 +17,8 @@ use common::*;
 use serde_json::json;
 use snmp_parser::{asn1_rs::FromBer, SnmpGenericMessage, SnmpPdu};
 use tfo_plugin_api::{
-    __private::abi_stable::std_types::RResult, DataTypes, HealthState, MetricKind, PluginKind,
+    __private::abi_stable::std_types::RResult, Batch, DataTypes, HealthState, MetricKind,
+    PluginKind,
 };
 
 // Links the library under test (its root-module symbol is used by `common`).
@@ -180,6 +181,33 @@ fn four_targets_concurrently_and_counters_across_collections() {
         );
         assert!(p2.time_unix_nano > p1.time_unix_nano);
         assert!(int(p2) >= int(p1));
+    }
+    // A collection written into an exported batch handed back (as the agent
+    // does once the sinks are done with it) has the same metrics and series,
+    // its counters going on from the second collection's.
+    h.give_back(first.clone());
+    let third = collect(&mut inst);
+    assert!(
+        h.reclaim_asks() >= 3,
+        "the plugin did not ask for its batch"
+    );
+    let shape = |b: &Batch| {
+        b.metrics
+            .iter()
+            .map(|m| (m.name.to_string(), m.kind, m.points.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&third), shape(&second));
+    let m3 = find(&third, "ifInOctets").unwrap();
+    for p2 in m2.points.iter() {
+        let p3 = m3
+            .points
+            .iter()
+            .find(|p| p.attributes == p2.attributes)
+            .expect("same series");
+        assert_eq!(p3.start_time_unix_nano, p2.start_time_unix_nano);
+        assert!(p3.time_unix_nano > p2.time_unix_nano);
+        assert!(int(p3) >= int(p2));
     }
     assert_eq!(health(&inst).state, HealthState::Healthy);
 }
