@@ -91,42 +91,50 @@ impl Spare {
     /// earlier point's (`None` when none is left).
     pub fn copy_of(&mut self, head: &[KeyValue], tail: &[KeyValue]) -> Option<RVec<KeyValue>> {
         let mut attrs = self.attributes.pop()?;
-        let mut n = 0;
-        for kv in head.iter().chain(tail) {
-            match attrs.get_mut(n) {
-                Some(to) => {
-                    set(&mut to.key, &kv.key);
-                    match (&mut to.value, &kv.value) {
-                        (AnyValue::Str(to), AnyValue::Str(from)) => set(to, from),
-                        (to, from) => *to = from.clone(),
-                    }
-                }
-                None => attrs.push(kv.clone()),
-            }
-            n += 1;
-        }
-        attrs.truncate(n);
+        let pairs = head.iter().chain(tail).map(|kv| match &kv.value {
+            AnyValue::Str(s) => (kv.key.as_str(), Value::Str(s.as_str())),
+            other => (kv.key.as_str(), Value::Other(other)),
+        });
+        overwrite_attributes(&mut attrs, pairs);
         Some(attrs)
     }
 }
 
-/// Writes `pairs` as string attributes into `attrs`, reusing its key and value
-/// strings (and their capacity) in place; what is left over is dropped.
-pub fn overwrite_attributes<'a>(
+/// An attribute value to write: a string (into the old value's memory when
+/// that is a string too) or any other value (cloned).
+enum Value<'a> {
+    Str(&'a str),
+    Other(&'a AnyValue),
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
+        Value::Str(s)
+    }
+}
+
+/// Writes `pairs` into `attrs`, reusing its key and value strings (and their
+/// capacity) in place; what is left over is dropped.
+fn overwrite_attributes<'a, V: Into<Value<'a>>>(
     attrs: &mut RVec<KeyValue>,
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    pairs: impl Iterator<Item = (&'a str, V)>,
 ) {
     let mut n = 0;
     for (k, v) in pairs {
+        let v = v.into();
         match attrs.get_mut(n) {
             Some(kv) => {
                 set(&mut kv.key, k);
-                match &mut kv.value {
-                    AnyValue::Str(s) => set(s, v),
-                    other => *other = AnyValue::Str(v.into()),
+                match (&mut kv.value, v) {
+                    (AnyValue::Str(s), Value::Str(v)) => set(s, v),
+                    (old, Value::Str(v)) => *old = AnyValue::Str(v.into()),
+                    (old, Value::Other(v)) => *old = v.clone(),
                 }
             }
-            None => attrs.push(KeyValue::new(k, v)),
+            None => attrs.push(match v {
+                Value::Str(v) => KeyValue::new(k, v),
+                Value::Other(v) => KeyValue::new(k, v.clone()),
+            }),
         }
         n += 1;
     }

@@ -925,9 +925,9 @@ pub struct Collector {
     /// their export ([`Collector::refill`]), which the next collection is
     /// written into.
     spare: Spare,
-    /// Points and metrics the last collection produced: how much spare memory
-    /// the next one can use.
-    last_shape: (usize, usize),
+    /// Points the last collection produced: how much spare memory the next
+    /// one can use.
+    last_points: usize,
 }
 
 impl Collector {
@@ -944,7 +944,7 @@ impl Collector {
             statuses: vec![None; settings.targets.len()],
             collect_timeout: settings.collect_timeout,
             spare: Spare::default(),
-            last_shape: (0, 0),
+            last_points: 0,
         }
     }
 
@@ -956,7 +956,7 @@ impl Collector {
     pub fn refill(&mut self, mut earlier: impl FnMut() -> Option<Batch>) {
         // A few at most: the host keeps no more for an instance.
         for _ in 0..SPARE_COLLECTIONS {
-            if self.spare.attribute_vectors() >= self.last_shape.0.max(1) {
+            if self.spare.attribute_vectors() >= self.last_points.max(1) {
                 break;
             }
             match earlier() {
@@ -1087,7 +1087,7 @@ impl Collector {
         }
         let (metrics, mut spare) = all.into_parts();
         let points = metrics.iter().map(|m| m.points.len()).sum();
-        self.last_shape = (points, metrics.len());
+        self.last_points = points;
         // What this collection did not use is kept for the next ones: the
         // pipeline merges collections that wait for the same flush, so a batch
         // handed back often holds two or more. Bounded (a larger, earlier
